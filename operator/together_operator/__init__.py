@@ -1,0 +1,3 @@
+"""Kubernetes operator that manages Together AI GPU clusters declaratively."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Helpers shared by the tests: the cluster protocol, API clients, bounded waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class KubeTarget(Protocol):
+    """What the tests need of a cluster: an admin kubeconfig and a way to mint users."""
+
+    kubeconfig: Path
+
+    def mint_user(
+        self, user: str, groups: Sequence[str] = (), *, name: str | None = None
+    ) -> Path: ...
+
+
+def api_client(kubeconfig: Path) -> Any:
+    """A kubernetes ApiClient for ``kubeconfig``."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def wait_for(
+    condition: Callable[[], T | None], *, timeout: float, interval: float = 0.2, what: str
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pids_whose_cmdline_contains(fragment: str) -> list[int]:
+    """Live processes whose command line mentions ``fragment`` (a unique temp path, say)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if fragment.encode() in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
