@@ -16,7 +16,8 @@ from tests.support import KubeTarget
 def test_hold_control_plane_until_killed(kube: KubeTarget) -> None:
     report = Path(os.environ["ORPHAN_PROBE_REPORT"])
     partial = report.with_suffix(".partial")
-    partial.write_text(f"{os.getpid()}\n{kube.kubeconfig.parent}\n")
+    workdir = kube.workdir  # type: ignore[attr-defined]  # the local ControlPlane
+    partial.write_text(f"{os.getpid()}\n{workdir}\n")
     partial.rename(report)
     time.sleep(120)
     raise AssertionError("the orphan probe was supposed to be killed before now")

@@ -117,8 +117,13 @@ def test_custom_object_create_patch_watch_delete(
 
     def record() -> None:
         for event in watcher.stream(
-            objects.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-            resource_version=start["metadata"]["resourceVersion"], timeout_seconds=20,
+            objects.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            resource_version=start["metadata"]["resourceVersion"],
+            timeout_seconds=20,
         ):
             obj = event["object"]
             events.append((event["type"], obj.get("spec", {}).get("replicas")))
@@ -158,7 +163,11 @@ def test_status_subresource_update_keeps_generation(
 
     # The main resource ignores status, and a spec change does bump the generation.
     after_spec = objects.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "w2",
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        "w2",
         {"spec": {"replicas": 6}, "status": {"phase": "Ignored"}},
     )
     assert after_spec["metadata"]["generation"] == 2
@@ -170,9 +179,7 @@ def test_cel_rule_rejects_bad_object_with_its_message(
 ) -> None:
     objects = client.CustomObjectsApi(admin)
     with pytest.raises(ApiException) as rejected:
-        objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, widget("odd", 3)
-        )
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, widget("odd", 3))
     assert rejected.value.status == 422
     assert "replicas must be an even number" in rejected.value.body
 
@@ -200,10 +207,14 @@ def test_minted_user_is_forbidden_until_bound(
         namespace,
         {
             "metadata": {"name": "widget-readers"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                        "name": "widget-reader"},
-            "subjects": [{"kind": "Group", "name": "widget-readers",
-                          "apiGroup": "rbac.authorization.k8s.io"}],
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "widget-reader",
+            },
+            "subjects": [
+                {"kind": "Group", "name": "widget-readers", "apiGroup": "rbac.authorization.k8s.io"}
+            ],
         },
     )
 

@@ -36,18 +36,32 @@ def test_dev_up_then_kubectl_then_dev_down_leaves_nothing(tmp_path: Path) -> Non
         echo "kubeconfig=$KUBECONFIG"
     """
     try:
-        up = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                            timeout=180, check=False)
+        up = subprocess.run(
+            ["bash", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert up.returncode == 0, up.stderr
         lines = up.stdout.splitlines()
         assert lines[0] == "ok"
-        assert lines[1] == f"kubeconfig={state_dir / 'control-plane' / 'users' / 'admin.kubeconfig'}"
+        assert (
+            lines[1] == f"kubeconfig={state_dir / 'control-plane' / 'users' / 'admin.kubeconfig'}"
+        )
         assert len(pids_whose_cmdline_contains(str(state_dir))) == 3  # supervisor, etcd, apiserver
         # Progress went to stderr: on stdout it would have broken the `eval` above.
         assert "starting etcd" in up.stderr
     finally:
-        down = subprocess.run(["together-operator", "dev", "down"], env=env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        down = subprocess.run(
+            ["together-operator", "dev", "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert down.returncode == 0, down.stderr
     assert pids_whose_cmdline_contains(str(state_dir)) == []
     assert not (state_dir / "env.sh").exists()

@@ -58,7 +58,7 @@ def test_explicit_asset_variable_pointing_nowhere_is_a_clear_error(
     isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_ASSET_KUBE_APISERVER", str(isolated / "missing"))
-    with pytest.raises(ToolchainError, match="TEST_ASSET_KUBE_APISERVER=.*not an executable"):
+    with pytest.raises(ToolchainError, match=r"TEST_ASSET_KUBE_APISERVER=.*not an executable"):
         find_binary(KUBE_APISERVER)
 
 
@@ -108,8 +108,7 @@ def test_racing_processes_build_once_and_share_the_result(isolated: Path) -> Non
     results = isolated / "results"
     context = multiprocessing.get_context("fork")
     children = [
-        context.Process(target=_build_in_child, args=(str(cache), str(results)))
-        for _ in range(3)
+        context.Process(target=_build_in_child, args=(str(cache), str(results))) for _ in range(3)
     ]
     for child in children:
         child.start()

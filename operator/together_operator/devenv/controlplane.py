@@ -25,7 +25,12 @@ from together_operator.devenv.kubeconfig import (
     write_kubeconfig,
     write_private_file,
 )
-from together_operator.devenv.pki import CertificateAuthority, private_key_pem, new_private_key
+from together_operator.devenv.pki import (
+    CertificateAuthority,
+    new_private_key,
+    private_key_pem,
+    public_key_pem,
+)
 from together_operator.devenv.processes import ManagedProcess, spawn
 from together_operator.devenv.toolchain import ETCD, KUBE_APISERVER, resolve_binary
 
@@ -79,15 +84,16 @@ class ControlPlane:
         client_ca = CertificateAuthority.generate("together-local-client-ca")
         serving = serving_ca.issue(
             "kube-apiserver",
-            dns_names=["localhost", "kubernetes", "kubernetes.default",
-                       "kubernetes.default.svc"],
+            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
             ip_addresses=["127.0.0.1", "10.0.0.1"],
             server=True,
         )
         write_private_file(pki_dir / "serving.crt", serving.cert_pem)
         write_private_file(pki_dir / "serving.key", serving.key_pem)
         write_private_file(pki_dir / "client-ca.crt", client_ca.cert_pem)
-        write_private_file(pki_dir / "sa.key", private_key_pem(new_private_key()))
+        signing_key = new_private_key()
+        write_private_file(pki_dir / "sa.key", private_key_pem(signing_key))
+        write_private_file(pki_dir / "sa.pub", public_key_pem(signing_key))
 
         etcd_client_port, etcd_peer_port, apiserver_port = _distinct_ports(3)
         server = f"https://127.0.0.1:{apiserver_port}"
@@ -103,8 +109,11 @@ class ControlPlane:
         )
         try:
             processes.append(
-                spawn("etcd", _etcd_argv(etcd_path, root / "etcd", etcd_client_port,
-                                         etcd_peer_port), root / "logs" / "etcd.log")
+                spawn(
+                    "etcd",
+                    _etcd_argv(etcd_path, root / "etcd", etcd_client_port, etcd_peer_port),
+                    root / "logs" / "etcd.log",
+                )
             )
             processes.append(
                 spawn(
@@ -222,7 +231,7 @@ def _apiserver_argv(binary: Path, pki: Path, etcd_port: int, port: int) -> list[
         f"--tls-private-key-file={pki / 'serving.key'}",
         f"--client-ca-file={pki / 'client-ca.crt'}",
         f"--service-account-issuer=https://127.0.0.1:{port}",
-        f"--service-account-key-file={pki / 'sa.key'}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--authorization-mode=RBAC",

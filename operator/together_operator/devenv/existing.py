@@ -66,7 +66,9 @@ class ExistingCluster:
             csr = certificates.read_certificate_signing_request(csr_name)
             csr.status.conditions = [
                 client.V1CertificateSigningRequestCondition(
-                    type="Approved", status="True", reason="TogetherOperatorTests",
+                    type="Approved",
+                    status="True",
+                    reason="TogetherOperatorTests",
                     message="approved by the together-operator test suite",
                 )
             ]
@@ -93,9 +95,9 @@ class ExistingCluster:
     def _user_document(self, user: str, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
         """The admin kubeconfig's current cluster, with ``user`` as its only credential."""
         admin = yaml.safe_load(self.kubeconfig.read_text())
-        current = next(
-            c for c in admin["contexts"] if c["name"] == admin["current-context"]
-        )["context"]
+        current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])[
+            "context"
+        ]
         cluster = next(c for c in admin["clusters"] if c["name"] == current["cluster"])
         return {
             "apiVersion": "v1",
@@ -110,8 +112,6 @@ class ExistingCluster:
                     },
                 }
             ],
-            "contexts": [
-                {"name": user, "context": {"cluster": cluster["name"], "user": user}}
-            ],
+            "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
             "current-context": user,
         }

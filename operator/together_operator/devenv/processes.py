@@ -78,6 +78,6 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=_die_with_parent(os.getpid()),
         )
     return ManagedProcess(name=name, popen=popen, log_path=log_path)

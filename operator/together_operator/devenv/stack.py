@@ -109,8 +109,10 @@ def up(state_dir: Path, progress: ProgressFn, timeout: float = 120.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if files.env.exists():
-            progress(f"local stack ready (state and logs in {state_dir}); "
-                     "stop it with `together-operator dev down`")
+            progress(
+                f"local stack ready (state and logs in {state_dir}); "
+                "stop it with `together-operator dev down`"
+            )
             return files.env.read_text()
         if supervisor.poll() is not None:
             raise DevStackError(

@@ -48,6 +48,8 @@ class GoTool:
     # k8s.io/kubernetes points its staging modules at ./staging, which `go build` of a
     # dependency cannot follow; those get replaced by their published v0.X.Y twins.
     replace_kubernetes_staging: bool = False
+    #: -X settings so that the binary reports its real version (e.g. in `/version`).
+    version_variables: tuple[tuple[str, str], ...] = ()
 
     @property
     def env_var(self) -> str:
@@ -55,12 +57,24 @@ class GoTool:
 
 
 def _kubernetes_tool(name: str) -> GoTool:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    variables = {
+        "gitVersion": KUBERNETES_VERSION,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+    }
     return GoTool(
         name=name,
         module="k8s.io/kubernetes",
         version=KUBERNETES_VERSION,
         package=f"k8s.io/kubernetes/cmd/{name}",
         replace_kubernetes_staging=True,
+        version_variables=tuple(
+            (f"{package}.{key}", value)
+            for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+            for key, value in variables.items()
+        ),
     )
 
 
@@ -243,8 +257,9 @@ def _go_build(tool: GoTool, output: Path, log_path: Path) -> None:
         replacements: dict[str, str] = {}
         if tool.replace_kubernetes_staging:
             info = json.loads(
-                _run_go(["mod", "download", "-json", f"{tool.module}@{tool.version}"], workdir,
-                        log_path)
+                _run_go(
+                    ["mod", "download", "-json", f"{tool.module}@{tool.version}"], workdir, log_path
+                )
             )
             replacements = kubernetes_staging_replacements(
                 Path(info["GoMod"]).read_text(), tool.version
@@ -255,4 +270,9 @@ def _go_build(tool: GoTool, output: Path, log_path: Path) -> None:
             f'//go:build tools\n\npackage tools\n\nimport _ "{tool.package}"\n'
         )
         _run_go(["mod", "tidy"], workdir, log_path)
-        _run_go(["build", "-trimpath", "-o", str(output), tool.package], workdir, log_path)
+        ldflags = " ".join(f"-X {name}={value}" for name, value in tool.version_variables)
+        _run_go(
+            ["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(output), tool.package],
+            workdir,
+            log_path,
+        )
