@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -65,6 +66,193 @@ def dev_tools() -> None:
             click.echo(f"{name}\t{path}")
     except ToolchainError as error:
         raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8090, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="An accepted API key (repeatable) [default: sim-key].",
+)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Lifecycle speed factor: 1 takes about a minute from create to Ready, 60 one second.",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep clusters and volumes in this JSON file across restarts.",
+)
+@click.option(
+    "--tenant-kubeconfig",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Hand out this kubeconfig (base64) for new clusters instead of a generated one.",
+)
+@click.option(
+    "--fail",
+    "failure_bursts",
+    multiple=True,
+    metavar="OPERATION:STATUS:COUNT",
+    help="The next COUNT requests to OPERATION (an operationId, or *) fail with STATUS.",
+)
+@click.option(
+    "--fail-rate",
+    "failure_rates",
+    multiple=True,
+    metavar="OPERATION:STATUS:PROBABILITY",
+    help="Each request to OPERATION fails with STATUS with PROBABILITY (429/503 carry "
+    "Retry-After).",
+)
+@click.option(
+    "--latency",
+    "latencies",
+    multiple=True,
+    metavar="OPERATION:SECONDS",
+    help="Delay every request to OPERATION.",
+)
+@click.option(
+    "--drop-after-commit",
+    "drops",
+    multiple=True,
+    metavar="OPERATION:COUNT",
+    help="Close the connection without answering after COUNT committed requests to OPERATION.",
+)
+@click.option(
+    "--stock",
+    "stock",
+    multiple=True,
+    metavar="REGION/GPU_TYPE=GPUS[:PREEMPTIBLE_GPUS]",
+    help="GPUs in stock for a region and GPU type (default 256 on-demand, 64 preemptible).",
+)
+@click.option("--fault-seed", type=int, help="Seed for probabilistic faults (reproducible runs).")
+def simulator(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    speed: float,
+    state_file: Path | None,
+    tenant_kubeconfig: Path | None,
+    failure_bursts: tuple[str, ...],
+    failure_rates: tuple[str, ...],
+    latencies: tuple[str, ...],
+    drops: tuple[str, ...],
+    stock: tuple[str, ...],
+    fault_seed: int | None,
+) -> None:
+    """Serve a simulated Together GPU cluster API (under /v1) and its admin API (/_sim/)."""
+    import logging
+
+    from together_operator.simulator import catalog, faults, server
+
+    try:
+        injected = faults.Faults(seed=fault_seed)
+        for failure in map(faults.parse_failure_burst, failure_bursts):
+            injected.add_failure(failure)
+        for failure in map(faults.parse_failure_rate, failure_rates):
+            injected.add_failure(failure)
+        for latency in map(faults.parse_latency, latencies):
+            injected.set_latency(latency)
+        for drop in map(faults.parse_drop, drops):
+            injected.add_drops(drop)
+        offer = catalog.Catalog()
+        for region, gpu_type, gpus, preemptible in map(catalog.parse_stock, stock):
+            offer.set_stock(region, gpu_type, gpus=gpus, preemptible_gpus=preemptible)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = server.SimulatorConfig(
+        host=host,
+        port=port,
+        api_keys=server.start_keys(api_keys),
+        speed=speed,
+        state_file=state_file,
+        tenant_kubeconfig=tenant_kubeconfig,
+        faults=injected,
+        catalog=offer,
+    )
+    server.run(config, announce=_progress)
+
+
+@main.command()
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch this namespace (repeatable). Default: all namespaces.",
+)
+@click.option("--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
+@click.option(
+    "--together-base-url",
+    envvar="TOGETHER_BASE_URL",
+    default=None,
+    help="Together host; paths add /v1 [env TOGETHER_BASE_URL; default https://api.together.ai].",
+)
+@click.option(
+    "--fast-poll-seconds",
+    type=float,
+    default=None,
+    help="List interval while a cluster is changing [default 5].",
+)
+@click.option(
+    "--slow-poll-seconds",
+    type=float,
+    default=None,
+    help="List interval when all clusters are stable, jittered +-20% [default 60].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default=None,
+    help="Log line format [default plain].",
+)
+@click.option(
+    "--liveness-port",
+    type=int,
+    default=None,
+    help="Serve kopf's /healthz liveness endpoint on this port.",
+)
+def run(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    together_base_url: str | None,
+    fast_poll_seconds: float | None,
+    slow_poll_seconds: float | None,
+    log_format: str | None,
+    liveness_port: int | None,
+) -> None:
+    """Run the operator (reads KUBECONFIG or the in-cluster config, TOGETHER_API_KEY)."""
+    from together_operator.controller.runner import run_operator
+    from together_operator.settings import OperatorSettings
+
+    if namespaces and all_namespaces:
+        raise click.UsageError("--namespace and --all-namespaces exclude each other")
+    overrides: dict[str, Any] = {
+        "together_base_url": together_base_url,
+        "fast_poll_seconds": fast_poll_seconds,
+        "slow_poll_seconds": slow_poll_seconds,
+        "log_format": log_format,
+    }
+    settings = OperatorSettings(
+        namespaces=list(namespaces),
+        **{key: value for key, value in overrides.items() if value is not None},
+    )
+    run_operator(settings, liveness_port=liveness_port)
+
+
+@main.command()
+def crd() -> None:
+    """Print the GPUCluster CustomResourceDefinition (YAML)."""
+    from together_operator.gpucluster.crd import crd_yaml
+
+    click.echo(crd_yaml(), nl=False)
 
 
 if __name__ == "__main__":

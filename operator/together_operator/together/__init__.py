@@ -1,0 +1,1 @@
+"""Together's GPU cluster API: wire models (and, later, the HTTP client). Knows no Kubernetes."""

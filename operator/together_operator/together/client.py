@@ -1,0 +1,209 @@
+"""Async client for Together's GPU cluster API. Talks HTTP; decides nothing about Kubernetes.
+
+Retries are only where they are safe: reads, merge-PUTs and deletes are retried on 429, 5xx
+and transport errors with exponential backoff that honours ``Retry-After``, within a small
+bound (the reconciler's own backoff handles longer outages). A create is never retried: if
+its answer is lost the client raises :class:`AmbiguousCreate` and the caller lists clusters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from together_operator.together.errors import (
+    AmbiguousCreate,
+    NotFound,
+    RateLimited,
+    TogetherError,
+    TransportError,
+    error_for_status,
+)
+from together_operator.together.models import (
+    GPUClusterCreateRequest,
+    GPUClusterDeleteResponse,
+    GPUClusterInfo,
+    GPUClusters,
+    GPUClusterUpdateRequest,
+    RegionListResponse,
+)
+
+DEFAULT_BASE_URL = "https://api.together.ai"
+Model = TypeVar("Model", bound=BaseModel)
+#: Called once per HTTP exchange: (operation, status code or 0 for no answer, seconds).
+RequestObserver = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard a single call tries before giving up to the caller."""
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int, error: TogetherError) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return min(error.retry_after, self.max_delay)
+        backoff = min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay)
+        return backoff * random.uniform(0.5, 1.0)  # jitter: spread a fleet's retries
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to our own backoff
+
+
+def _error_message(response: httpx.Response) -> str:
+    """Together's message from either error shape, else a short generic description."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if isinstance(body.get("message"), str) and body["message"]:
+            return str(body["message"])
+        nested = body.get("error")
+        if isinstance(nested, dict) and isinstance(nested.get("message"), str):
+            return str(nested["message"])
+        if isinstance(nested, str):
+            return nested
+    text = response.text.strip()
+    return text[:200] if text else response.reason_phrase or "no message"
+
+
+class TogetherClient:
+    """Typed calls to ``/v1/compute``; one instance per API key."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observer: RequestObserver | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/v1",
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "together-operator"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+        self._observer = observer
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_clusters(self, project_id: str | None = None) -> list[GPUClusterInfo]:
+        params = {"project_id": project_id} if project_id else None
+        body = await self._call("GPUClusterService_List", "GET", "/compute/clusters", params=params)
+        return GPUClusters.model_validate(body).clusters
+
+    async def get_cluster(self, cluster_id: str) -> GPUClusterInfo:
+        body = await self._call("GPUClusterService_Get", "GET", f"/compute/clusters/{cluster_id}")
+        return GPUClusterInfo.model_validate(body)
+
+    async def create_cluster(self, request: GPUClusterCreateRequest) -> GPUClusterInfo:
+        body = await self._call(
+            "GPUClusterService_Create",
+            "POST",
+            "/compute/clusters",
+            json=request.model_dump(mode="json", exclude_none=True),
+            idempotent=False,
+        )
+        return GPUClusterInfo.model_validate(body)
+
+    async def update_cluster(
+        self, cluster_id: str, request: GPUClusterUpdateRequest
+    ) -> GPUClusterInfo:
+        body = await self._call(
+            "GPUClusterService_Update",
+            "PUT",
+            f"/compute/clusters/{cluster_id}",
+            json=request.model_dump(mode="json", exclude_none=True),
+        )
+        return GPUClusterInfo.model_validate(body)
+
+    async def delete_cluster(self, cluster_id: str) -> GPUClusterDeleteResponse:
+        body = await self._call(
+            "GPUClusterService_Delete", "DELETE", f"/compute/clusters/{cluster_id}"
+        )
+        return GPUClusterDeleteResponse.model_validate(body)
+
+    async def list_regions(self) -> RegionListResponse:
+        body = await self._call("RegionService_List", "GET", "/compute/regions")
+        return RegionListResponse.model_validate(body)
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._exchange(operation, method, path, idempotent, **kwargs)
+            except TogetherError as error:
+                if not (idempotent and error.retryable) or attempt >= self._retry.attempts:
+                    raise
+                await self._sleep(self._retry.delay(attempt, error))
+
+    async def _exchange(
+        self, operation: str, method: str, path: str, idempotent: bool, **kwargs: Any
+    ) -> Any:
+        started = time.monotonic()
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            self._observe(operation, 0, started)
+            reason = f"no answer from Together ({type(error).__name__})"
+            if not idempotent and not isinstance(error, httpx.ConnectError):
+                # The request may have reached Together; only a refused connection proves not.
+                raise AmbiguousCreate(
+                    f"{reason}; the request may or may not have been applied",
+                    operation=operation,
+                ) from None
+            raise TransportError(reason, operation=operation) from None
+        self._observe(operation, response.status_code, started)
+        if response.is_success:
+            return response.json()
+        raise error_for_status(
+            response.status_code,
+            _error_message(response),
+            operation=operation,
+            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+    def _observe(self, operation: str, status: int, started: float) -> None:
+        if self._observer is not None:
+            self._observer(operation, status, time.monotonic() - started)
+
+
+async def cluster_or_none(client: TogetherClient, cluster_id: str) -> GPUClusterInfo | None:
+    """GET a cluster; ``None`` when Together says it does not exist."""
+    try:
+        return await client.get_cluster(cluster_id)
+    except NotFound:
+        return None
