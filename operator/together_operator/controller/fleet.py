@@ -1,0 +1,171 @@
+"""Observe every Together cluster with one List call per poll interval per API key.
+
+Each GPUCluster reads its cluster from the latest snapshot of its key's observer instead of
+calling Together itself, so steady-state API traffic does not grow with the number of
+objects. The observer polls fast while any cluster is changing (or an action just happened)
+and slowly, with jitter, when everything is stable; errors back off, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from together_operator.gpucluster.plan import is_transitional
+from together_operator.together.client import TogetherClient
+from together_operator.together.errors import RateLimited, TogetherError
+from together_operator.together.models import GPUClusterInfo
+
+logger = logging.getLogger(__name__)
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A short, non-reversible name for an API key, safe for logs and metrics."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The clusters one List call returned, and when."""
+
+    clusters: dict[str, GPUClusterInfo]
+    fetched_at: float  # wall-clock seconds
+
+    def named(self, cluster_name: str) -> list[GPUClusterInfo]:
+        return [c for c in self.clusters.values() if c.cluster_name == cluster_name]
+
+
+@dataclass
+class PollPolicy:
+    fast_seconds: float
+    slow_seconds: float
+    jitter: float = 0.2
+    max_error_backoff: float = 300.0
+
+    def interval(self, changing: bool) -> float:
+        if changing:
+            return self.fast_seconds
+        return self.slow_seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass
+class FleetObserver:
+    """Polls ``list_clusters`` for one API key and keeps the latest snapshot."""
+
+    client: TogetherClient
+    policy: PollPolicy
+    fingerprint: str
+    snapshot: Snapshot | None = None
+    error: TogetherError | None = None
+    _hurry_until: float = 0.0
+    _failures: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _fresh: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _clock: Callable[[], float] = time.monotonic
+
+    def hurry(self, seconds: float = 120.0) -> None:
+        """Poll fast for a while: something was just changed at Together."""
+        self._hurry_until = max(self._hurry_until, self._clock() + seconds)
+        self._wake.set()
+
+    def remember(self, cluster: GPUClusterInfo) -> None:
+        """Fold a cluster returned by a create/update into the snapshot right away."""
+        if self.snapshot is not None:
+            clusters = {**self.snapshot.clusters, cluster.cluster_id: cluster}
+            self.snapshot = Snapshot(clusters, self.snapshot.fetched_at)
+
+    async def refresh(self) -> Snapshot:
+        """List now (outside the cadence): for decisions that must not use stale data."""
+        return await self._poll_once()
+
+    async def first_snapshot(self, wait_seconds: float) -> Snapshot | None:
+        """The current snapshot, waiting up to ``wait_seconds`` for the first one."""
+        if self.snapshot is not None:
+            return self.snapshot
+        async with self._fresh:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._fresh.wait_for(lambda: self.snapshot is not None or bool(self.error)),
+                    wait_seconds,
+                )
+        return self.snapshot
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            delay = self.policy.fast_seconds
+            try:
+                snapshot = await self._poll_once()
+                self._failures = 0
+                changing = self._clock() < self._hurry_until or any(
+                    is_transitional(c) for c in snapshot.clusters.values()
+                )
+                delay = self.policy.interval(changing)
+            except RateLimited as error:
+                delay = max(error.retry_after or 0.0, self._error_backoff())
+            except TogetherError:
+                delay = self._error_backoff()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _error_backoff(self) -> float:
+        self._failures += 1
+        return min(
+            self.policy.fast_seconds * 2.0 ** min(self._failures, 10),
+            self.policy.max_error_backoff,
+        )
+
+    async def _poll_once(self) -> Snapshot:
+        try:
+            clusters = await self.client.list_clusters()
+        except TogetherError as error:
+            self.error = error
+            logger.warning("listing clusters (key %s) failed: %s", self.fingerprint, error)
+            async with self._fresh:
+                self._fresh.notify_all()
+            raise
+        self.error = None
+        self.snapshot = Snapshot({c.cluster_id: c for c in clusters}, time.time())
+        async with self._fresh:
+            self._fresh.notify_all()
+        return self.snapshot
+
+
+ClientFactory = Callable[[str], TogetherClient]
+
+
+@dataclass
+class Fleet:
+    """One observer (and one client) per API key, started on first use."""
+
+    client_factory: ClientFactory
+    policy: PollPolicy
+    _observers: dict[str, FleetObserver] = field(default_factory=dict)
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def observer_for(self, api_key: str) -> FleetObserver:
+        fingerprint = key_fingerprint(api_key)
+        observer = self._observers.get(fingerprint)
+        if observer is None:
+            observer = FleetObserver(self.client_factory(api_key), self.policy, fingerprint)
+            self._observers[fingerprint] = observer
+            self._tasks[fingerprint] = asyncio.create_task(
+                observer.run(), name=f"fleet-observer-{fingerprint}"
+            )
+        return observer
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for observer in self._observers.values():
+            await observer.client.aclose()
+        self._tasks.clear()
+        self._observers.clear()

@@ -1,0 +1,54 @@
+"""Start kopf with the GPUCluster handlers: `together-operator run`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import kopf
+
+from together_operator.controller.handlers import build_registry
+from together_operator.settings import OperatorSettings
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    # kopf logs every watch event at DEBUG and handler progress at INFO; keep the latter.
+    logging.getLogger("kopf").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_operator(settings: OperatorSettings, *, liveness_port: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM."""
+    configure_logging(settings.log_format)
+    liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
+    kopf.run(
+        registry=build_registry(settings),
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=liveness,
+    )

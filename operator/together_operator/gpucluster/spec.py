@@ -1,0 +1,474 @@
+"""The GPUCluster custom resource: spec and status models, the single source of the CRD schema.
+
+Field names are Together's create fields in camelCase (see the brief). Every field carries a
+description, which becomes `kubectl explain` text. Validation that the API server can do
+(enums, multiples of 8, cross-field rules, immutability) is declared here and rendered into
+the CRD by :mod:`together_operator.gpucluster.crd`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.alias_generators import to_camel
+
+GROUP = "compute.together.ai"
+VERSION = "v1alpha1"
+KIND = "GPUCluster"
+PLURAL = "gpuclusters"
+SINGULAR = "gpucluster"
+SHORT_NAMES = ["tgc"]
+CATEGORIES = ["together"]
+FINALIZER = f"{GROUP}/finalizer"
+
+
+class CamelModel(BaseModel):
+    """snake_case in Python, camelCase in Kubernetes; unknown fields are kept out."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The camelCase form, without unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class GpuType(StrEnum):
+    H100_SXM = "H100_SXM"
+    H200_SXM = "H200_SXM"
+    RTX_6000_PCI = "RTX_6000_PCI"
+    L40_PCIE = "L40_PCIE"
+    B200_SXM = "B200_SXM"
+    H100_SXM_INF = "H100_SXM_INF"
+    B300_SXM = "B300_SXM"
+
+
+class ClusterType(StrEnum):
+    KUBERNETES = "KUBERNETES"
+    SLURM = "SLURM"
+
+
+class BillingType(StrEnum):
+    ON_DEMAND = "ON_DEMAND"
+    RESERVED = "RESERVED"
+    SCHEDULED_CAPACITY = "SCHEDULED_CAPACITY"
+
+
+class DeletionPolicy(StrEnum):
+    DELETE = "Delete"
+    ORPHAN = "Orphan"
+
+
+class LoadBalancer(StrEnum):
+    NONE = "NONE"
+    TRAEFIK = "TRAEFIK"
+    NGINX = "NGINX"
+    ISTIO = "ISTIO"
+
+
+def gpu_count(description: str) -> Any:
+    """An optional GPU count: a non-negative multiple of 8."""
+    return Field(default=None, ge=0, multiple_of=8, description=description)
+
+
+class SharedVolumeSpec(CamelModel):
+    """A shared volume created together with the cluster."""
+
+    volume_name: str = Field(min_length=1, description="Name of the shared volume to create.")
+    size_tib: int = Field(ge=1, description="Size of the shared volume in whole TiB.")
+
+
+class OidcConfigSpec(CamelModel):
+    """OIDC authentication for the tenant cluster's API server."""
+
+    issuer_url: str = Field(description="OIDC issuer URL, e.g. https://accounts.google.com.")
+    client_id: str = Field(description="OIDC client ID.")
+    username_claim: str = Field(description="JWT claim used as the user name, e.g. sub or email.")
+    username_prefix: str = Field(description="Prefix added to user names, e.g. 'oidc:'.")
+    group_claim: str = Field(description="JWT claim holding the user's groups, e.g. groups.")
+    group_prefix: str = Field(description="Prefix added to group names, e.g. 'oidc:'.")
+    ca_cert: str | None = Field(
+        default=None, description="PEM CA certificate of the issuer, when it uses a private CA."
+    )
+
+
+class EnabledFlag(CamelModel):
+    """A feature switch."""
+
+    enabled: bool | None = Field(default=None, description="Whether the feature is enabled.")
+
+
+class SlurmStartupScripts(CamelModel):
+    """Optional Slurm lifecycle scripts."""
+
+    worker_prolog: str | None = Field(default=None, description="Worker node prolog script.")
+    worker_epilog: str | None = Field(default=None, description="Worker node epilog script.")
+    controller_prolog: str | None = Field(default=None, description="Controller prolog script.")
+    controller_epilog: str | None = Field(default=None, description="Controller epilog script.")
+    login_init_script: str | None = Field(default=None, description="Login node init script.")
+    nodeset_init_script: str | None = Field(default=None, description="Nodeset init script.")
+    extra_slurm_conf: str | None = Field(
+        default=None, description="Additional slurm.conf fragments."
+    )
+
+
+class ClusterConfigSpec(CamelModel):
+    """Tenant cluster configuration (mutable)."""
+
+    load_balancer: LoadBalancer = Field(
+        default=LoadBalancer.NONE, description="Load balancer installed in the tenant cluster."
+    )
+    kubernetes_dashboard_enabled: bool | None = Field(
+        default=None, description="Install the Kubernetes dashboard."
+    )
+    jumphost_enabled: bool | None = Field(default=None, description="Provision a jump host.")
+    slurm_startup_scripts: SlurmStartupScripts | None = Field(
+        default=None, description="Slurm lifecycle scripts (Slurm clusters only)."
+    )
+    ingress: EnabledFlag | None = Field(default=None, description="Ingress for the cluster.")
+    observability: EnabledFlag | None = Field(
+        default=None, description="Observability stack for the cluster."
+    )
+    gpu_operator_version: str | None = Field(
+        default=None, description="NVIDIA GPU Operator version, e.g. v24.6.2; service default."
+    )
+    network_operator_version: str | None = Field(
+        default=None, description="NVIDIA Network Operator version, e.g. v24.7.0."
+    )
+    ssh_ca_enabled: bool | None = Field(
+        default=None, description="Use a per-cluster SSH CA for OIDC-signed SSH access."
+    )
+
+
+class AddOnSpec(CamelModel):
+    """An add-on enabled on the cluster."""
+
+    name: str = Field(
+        min_length=1, max_length=63, description="Name of this add-on instance (unique)."
+    )
+    add_on_type: str = Field(
+        min_length=1,
+        description="Type of add-on: dashboard, ingress, torchpass, headlamp or slurm_web.",
+    )
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="Add-on configuration, as Together's AddOnConfig "
+        "(e.g. {headlamp: {enabled: true}}).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class SecretKeyRef(CamelModel):
+    """A key in a Secret in the GPUCluster's namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(default="apiKey", min_length=1, description="Key within the Secret.")
+
+
+# Create-only fields: the API cannot change them in place, so the CRD makes them immutable.
+IMMUTABLE_FIELDS = (
+    "clusterName",
+    "region",
+    "gpuType",
+    "clusterType",
+    "billingType",
+    "durationDays",
+    "cudaVersion",
+    "nvidiaDriverVersion",
+    "nvidiaVersionId",
+    "capacityPoolId",
+    "reservationStartTime",
+    "autoScale",
+    "autoScaleMaxGpus",
+    "slurmShmSizeGib",
+    "slurmImage",
+    "sharedVolume",
+    "volumeId",
+    "installTraefik",
+    "projectId",
+    "oidcConfig",
+)
+
+
+def _immutable_rule(field: str) -> JsonValue:
+    return {
+        "rule": f"has(self.{field}) == has(oldSelf.{field}) && "
+        f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+        "message": f"spec.{field} is immutable: Together cannot change it in place; "
+        "create a new GPUCluster instead",
+    }
+
+
+# Cross-field rules the Together API would enforce, checked at `kubectl apply` instead.
+CROSS_FIELD_RULES: list[JsonValue] = [
+    {
+        "rule": "self.clusterType != 'SLURM' || has(self.slurmShmSizeGib)",
+        "message": "spec.slurmShmSizeGib is required when clusterType is SLURM",
+    },
+    {
+        "rule": "self.clusterType == 'SLURM' || (!has(self.slurmShmSizeGib) && "
+        "!has(self.slurmImage))",
+        "message": "spec.slurmShmSizeGib and spec.slurmImage apply only to SLURM clusters",
+    },
+    {
+        "rule": "self.billingType != 'SCHEDULED_CAPACITY' || "
+        "(has(self.reservationStartTime) && has(self.reservationEndTime))",
+        "message": "SCHEDULED_CAPACITY billing needs both spec.reservationStartTime and "
+        "spec.reservationEndTime",
+    },
+    {
+        "rule": "!has(self.reservationStartTime) || !has(self.reservationEndTime) || "
+        "self.reservationEndTime > self.reservationStartTime",
+        "message": "spec.reservationEndTime must be after spec.reservationStartTime",
+    },
+    {
+        "rule": "self.billingType != 'RESERVED' || has(self.durationDays)",
+        "message": "RESERVED billing needs spec.durationDays",
+    },
+    {
+        "rule": "!has(self.numPreemptibleGpus) || self.numPreemptibleGpus <= self.numGpus",
+        "message": "spec.numPreemptibleGpus must not exceed spec.numGpus",
+    },
+    {
+        "rule": "!has(self.numReservedGpus) || self.numReservedGpus <= self.numGpus",
+        "message": "spec.numReservedGpus must not exceed spec.numGpus",
+    },
+    {
+        "rule": "!has(self.numCapacityPoolGpus) || self.numCapacityPoolGpus <= self.numGpus",
+        "message": "spec.numCapacityPoolGpus must not exceed spec.numGpus",
+    },
+    {
+        "rule": "!has(self.numCapacityPoolGpus) || has(self.capacityPoolId)",
+        "message": "spec.numCapacityPoolGpus needs spec.capacityPoolId",
+    },
+    {
+        "rule": "has(self.nvidiaVersionId) || "
+        "(has(self.cudaVersion) && has(self.nvidiaDriverVersion))",
+        "message": "set spec.nvidiaVersionId, or both spec.cudaVersion and "
+        "spec.nvidiaDriverVersion (see the regions API for what each region offers)",
+    },
+    {
+        "rule": "has(self.cudaVersion) == has(self.nvidiaDriverVersion)",
+        "message": "spec.cudaVersion and spec.nvidiaDriverVersion must be set together",
+    },
+    {
+        "rule": "!(has(self.sharedVolume) && has(self.volumeId))",
+        "message": "spec.sharedVolume and spec.volumeId are mutually exclusive",
+    },
+    {
+        "rule": "!has(self.autoScale) || !self.autoScale || "
+        "(has(self.autoScaleMaxGpus) && self.autoScaleMaxGpus >= self.numGpus)",
+        "message": "spec.autoScale needs spec.autoScaleMaxGpus of at least spec.numGpus",
+    },
+    {
+        "rule": "!has(self.addOns) || "
+        "self.addOns.all(a, self.addOns.exists_one(b, b.name == a.name))",
+        "message": "spec.addOns names must be unique",
+    },
+]
+
+TRANSITION_RULES: list[JsonValue] = [
+    *(_immutable_rule(field) for field in IMMUTABLE_FIELDS),
+    {
+        "rule": "!has(oldSelf.clusterId) || "
+        "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)",
+        "message": "spec.clusterId may be set once; it cannot be changed or removed afterwards",
+    },
+]
+
+
+class GPUClusterSpec(CamelModel):
+    """Desired state of a Together GPU cluster."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": CROSS_FIELD_RULES + TRANSITION_RULES}
+    )
+
+    cluster_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="Name of the cluster at Together. Defaults to <namespace>-<name>. Immutable.",
+    )
+    region: str = Field(min_length=1, description="Together region, e.g. us-central-8. Immutable.")
+    gpu_type: GpuType = Field(description="GPU type of the worker nodes. Immutable.")
+    num_gpus: int = Field(
+        ge=8, multiple_of=8, description="Number of GPUs: a multiple of 8, at least 8."
+    )
+    cluster_type: ClusterType = Field(
+        default=ClusterType.KUBERNETES, description="KUBERNETES or SLURM. Immutable."
+    )
+    billing_type: BillingType = Field(
+        default=BillingType.ON_DEMAND,
+        description="ON_DEMAND, RESERVED (needs durationDays) or SCHEDULED_CAPACITY (needs "
+        "reservationStartTime and reservationEndTime). Immutable.",
+    )
+    duration_days: int | None = Field(
+        default=None, ge=1, description="Reservation length in days (RESERVED). Immutable."
+    )
+    cuda_version: str | None = Field(
+        default=None,
+        description="CUDA version, e.g. 12.5; needs nvidiaDriverVersion. Immutable.",
+    )
+    nvidia_driver_version: str | None = Field(
+        default=None, description="NVIDIA driver version, e.g. 550; needs cudaVersion. Immutable."
+    )
+    nvidia_version_id: str | None = Field(
+        default=None,
+        description="Region-specific NVIDIA catalog ID (from the regions API); an alternative "
+        "to cudaVersion + nvidiaDriverVersion. Immutable.",
+    )
+    num_preemptible_gpus: int | None = gpu_count(
+        "Preemptible GPUs wanted in addition: a multiple of 8, not above numGpus. "
+        "Together allocates them asynchronously (status.allocatedPreemptibleGpus)."
+    )
+    num_reserved_gpus: int | None = gpu_count(
+        "Prepaid reserved GPUs (RESERVED billing): a multiple of 8, not above numGpus."
+    )
+    capacity_pool_id: str | None = Field(
+        default=None, description="Capacity pool to draw GPUs from. Immutable."
+    )
+    num_capacity_pool_gpus: int | None = gpu_count(
+        "GPUs drawn from the capacity pool: a multiple of 8, not above numGpus; needs "
+        "capacityPoolId."
+    )
+    reservation_start_time: datetime | None = Field(
+        default=None, description="Start of the reservation (SCHEDULED_CAPACITY). Immutable."
+    )
+    reservation_end_time: datetime | None = Field(
+        default=None, description="End of the reservation; when the cluster is decommissioned."
+    )
+    auto_scale: bool | None = Field(
+        default=None,
+        description="Scale GPU workers between numGpus and autoScaleMaxGpus. Immutable.",
+    )
+    auto_scale_max_gpus: int | None = Field(
+        default=None,
+        ge=8,
+        multiple_of=8,
+        description="Upper bound for auto-scaling; required with autoScale. Immutable.",
+    )
+    slurm_shm_size_gib: int | None = Field(
+        default=None, ge=1, description="Shared memory in GiB; required for SLURM. Immutable."
+    )
+    slurm_image: str | None = Field(
+        default=None, description="Custom Slurm image (SLURM clusters). Immutable."
+    )
+    shared_volume: SharedVolumeSpec | None = Field(
+        default=None,
+        description="Create a shared volume with the cluster; exclusive with volumeId. Immutable.",
+    )
+    volume_id: str | None = Field(
+        default=None,
+        description="Attach an existing shared volume; exclusive with sharedVolume. Immutable.",
+    )
+    install_traefik: bool | None = Field(
+        default=None, description="Install the Traefik ingress controller. Immutable."
+    )
+    project_id: str | None = Field(
+        default=None, description="Together project that owns the cluster. Immutable."
+    )
+    oidc_config: OidcConfigSpec | None = Field(
+        default=None, description="OIDC authentication for the tenant cluster. Immutable."
+    )
+    cluster_config: ClusterConfigSpec | None = Field(
+        default=None, description="Tenant cluster configuration (mutable)."
+    )
+    add_ons: list[AddOnSpec] | None = Field(
+        default=None,
+        max_length=16,
+        description="Add-ons enabled on the cluster (mutable; names are unique).",
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret in this namespace holding the Together API key; when absent the "
+        "operator's own key is used.",
+    )
+    kubeconfig_secret_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Secret that receives the cluster's kubeconfig under key 'kubeconfig'. "
+        "Defaults to <name>-kubeconfig.",
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="Delete: deleting the GPUCluster deletes the Together cluster. Orphan: "
+        "the Together cluster is left running.",
+    )
+    cluster_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Adopt an existing Together cluster by ID instead of creating one. May be "
+        "set once; cannot be changed or removed afterwards.",
+    )
+
+
+class PhaseTransition(CamelModel):
+    """One step of Together's cluster phase history."""
+
+    phase: str = Field(description="Together phase, e.g. CLUSTER_PHASE_READY.")
+    transition_time: str = Field(description="When the cluster entered this phase (RFC 3339).")
+
+
+class Condition(CamelModel):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, Synced, Reconciling or Stalled.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field(description="Human-readable details.")
+    last_transition_time: str = Field(description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this condition was computed from."
+    )
+
+
+class GPUClusterStatus(CamelModel):
+    """Observed state, mirrored from Together."""
+
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last acted upon."
+    )
+    cluster_id: str | None = Field(default=None, description="ID of the Together cluster.")
+    state: str | None = Field(
+        default=None, description="Together's status of the cluster, verbatim (e.g. Ready)."
+    )
+    phase_transitions: list[PhaseTransition] | None = Field(
+        default=None, description="Together's phase history of the cluster."
+    )
+    num_gpus: int | None = Field(default=None, description="GPUs Together reports.")
+    desired_preemptible_gpus: int | None = Field(
+        default=None, description="Preemptible GPUs requested from Together."
+    )
+    allocated_preemptible_gpus: int | None = Field(
+        default=None, description="Preemptible GPUs Together has allocated so far."
+    )
+    preemptible: str | None = Field(
+        default=None, description="allocated/desired preemptible GPUs, for display."
+    )
+    control_plane_ready: bool | None = Field(
+        default=None, description="Whether the cluster's control plane is ready."
+    )
+    control_plane_nodes: int | None = Field(
+        default=None, description="Number of control-plane nodes."
+    )
+    worker_nodes: int | None = Field(default=None, description="Number of GPU worker nodes.")
+    cuda_version: str | None = Field(default=None, description="CUDA version of the cluster.")
+    nvidia_driver_version: str | None = Field(
+        default=None, description="NVIDIA driver version of the cluster."
+    )
+    kubeconfig_secret_name: str | None = Field(
+        default=None, description="Secret holding the cluster's kubeconfig (key 'kubeconfig')."
+    )
+    first_ready_at: str | None = Field(
+        default=None, description="When the cluster first became Ready (RFC 3339)."
+    )
+    last_sync_time: str | None = Field(
+        default=None, description="When the operator last read the cluster from Together."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None, description="Ready, Synced, Reconciling and Stalled."
+    )

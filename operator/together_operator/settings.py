@@ -1,0 +1,76 @@
+"""The operator's one settings object: environment variables, overridden by CLI flags.
+
+Nothing else in the package reads the environment for operator behaviour; the CLI builds an
+:class:`OperatorSettings` and hands it down.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from together_operator.together.client import DEFAULT_BASE_URL
+
+
+class OperatorSettings(BaseSettings):
+    """How `together-operator run` behaves. Env names are given per field."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    together_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="TOGETHER_API_KEY",
+        description="API key used for GPUClusters without spec.credentialsSecretRef.",
+    )
+    together_base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        validation_alias="TOGETHER_BASE_URL",
+        description="Together host; paths add /v1 (as in the official SDK).",
+    )
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty means all namespaces."
+    )
+    fast_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias="TOGETHER_OPERATOR_FAST_POLL_SECONDS",
+        description="List interval while any cluster is changing.",
+    )
+    slow_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="TOGETHER_OPERATOR_SLOW_POLL_SECONDS",
+        description="List interval when every cluster is stable (jittered by +-20%).",
+    )
+    resync_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias="TOGETHER_OPERATOR_RESYNC_SECONDS",
+        description="How often each GPUCluster is compared with the latest observation "
+        "(costs no API call).",
+    )
+    create_grace_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias="TOGETHER_OPERATOR_CREATE_GRACE_SECONDS",
+        description="After a create whose answer was lost, how long to keep listing before "
+        "concluding it never happened and creating again.",
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias="TOGETHER_OPERATOR_REQUEST_TIMEOUT_SECONDS",
+        description="Timeout of one HTTP request to Together.",
+    )
+    log_format: Literal["plain", "json"] = Field(
+        default="plain",
+        validation_alias="TOGETHER_OPERATOR_LOG_FORMAT",
+        description="Log line format.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        validation_alias="TOGETHER_OPERATOR_METRICS_PORT",
+        description="Serve Prometheus metrics on this port (none when unset).",
+    )

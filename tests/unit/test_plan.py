@@ -1,0 +1,197 @@
+"""The planner: one next action from (spec, what was recorded, what Together reports)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from together_operator.gpucluster import plan
+from together_operator.gpucluster.spec import GPUClusterSpec
+from together_operator.together.models import GPUClusterInfo
+
+NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+GRACE = datetime.timedelta(seconds=60)
+
+
+def spec(**overrides: Any) -> GPUClusterSpec:
+    fields: dict[str, Any] = {
+        "region": "us-central-8",
+        "gpuType": "H100_SXM",
+        "numGpus": 16,
+        "cudaVersion": "12.5",
+        "nvidiaDriverVersion": "555",
+    }
+    fields.update(overrides)
+    return GPUClusterSpec.model_validate(fields)
+
+
+def cluster(**overrides: Any) -> GPUClusterInfo:
+    fields: dict[str, Any] = {
+        "cluster_id": "c-1",
+        "cluster_name": "team-a-train",
+        "region": "us-central-8",
+        "status": "Ready",
+        "gpu_type": "H100_SXM",
+        "num_gpus": 16,
+    }
+    fields.update(overrides)
+    return GPUClusterInfo.model_validate(fields)
+
+
+def decide(
+    desired: GPUClusterSpec,
+    *,
+    recorded: plan.Recorded | None = None,
+    observed: plan.Observation | None = None,
+) -> plan.Action:
+    return plan.plan_action(
+        desired,
+        namespace="team-a",
+        name="train",
+        recorded=recorded or plan.Recorded(),
+        observed=observed or plan.Observation(),
+        now=NOW,
+        intent_grace=GRACE,
+    )
+
+
+def test_nothing_exists_creates_with_the_deterministic_name() -> None:
+    action = decide(spec())
+    assert isinstance(action, plan.Create)
+    assert action.request.cluster_name == "team-a-train"
+    assert action.request.num_gpus == 16
+    assert action.request.billing_type == "ON_DEMAND"
+
+
+def test_create_request_leaves_operator_fields_out() -> None:
+    desired = spec(
+        credentialsSecretRef={"name": "key"},
+        kubeconfigSecretName="kc",
+        deletionPolicy="Orphan",
+        addOns=[
+            {"name": "dash", "addOnType": "headlamp", "config": {"headlamp": {"enabled": True}}}
+        ],
+    )
+    body = plan.create_request(desired, "x").model_dump(mode="json", exclude_none=True)
+    assert "credentials_secret_ref" not in body
+    assert "deletion_policy" not in body
+    assert body["add_ons"] == [
+        {"name": "dash", "add_on_type": "headlamp", "config": {"headlamp": {"enabled": True}}}
+    ]
+
+
+def test_restart_after_post_adopts_instead_of_creating() -> None:
+    recorded = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=5))
+    found = cluster(status="WaitingForControlPlaneNodes")
+    action = decide(spec(), recorded=recorded, observed=plan.Observation(same_name=[found]))
+    assert isinstance(action, plan.Adopt)
+    assert action.cluster.cluster_id == "c-1"
+
+
+def test_recent_unanswered_create_waits_instead_of_posting_again() -> None:
+    recorded = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=5))
+    action = decide(spec(), recorded=recorded)
+    assert isinstance(action, plan.Wait)
+    assert action.reason == "ConfirmingCreate"
+
+
+def test_unanswered_create_older_than_grace_with_nothing_listed_creates_again() -> None:
+    recorded = plan.Recorded(create_intent_at=NOW - GRACE - datetime.timedelta(seconds=1))
+    assert isinstance(decide(spec(), recorded=recorded), plan.Create)
+
+
+def test_two_clusters_with_our_name_stall_with_instructions() -> None:
+    twins = [cluster(cluster_id="c-1"), cluster(cluster_id="c-2")]
+    recorded = plan.Recorded(create_intent_at=NOW)
+    action = decide(spec(), recorded=recorded, observed=plan.Observation(same_name=twins))
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "AmbiguousClusterName"
+    assert "c-1, c-2" in action.message
+    assert "spec.clusterId" in action.message
+
+
+def test_foreign_cluster_with_our_name_is_not_adopted_silently() -> None:
+    action = decide(spec(), observed=plan.Observation(same_name=[cluster()]))
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterNameTaken"
+    assert "spec.clusterId: c-1" in action.message
+
+
+def test_a_deleting_namesake_does_not_block_creation() -> None:
+    action = decide(spec(), observed=plan.Observation(same_name=[cluster(status="Deleting")]))
+    assert isinstance(action, plan.Create)
+
+
+def test_in_sync_when_mutable_fields_match() -> None:
+    action = decide(
+        spec(), recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=cluster())
+    )
+    assert isinstance(action, plan.InSync)
+
+
+def test_scaling_puts_only_the_fields_that_differ() -> None:
+    desired = spec(numGpus=24, numPreemptibleGpus=8)
+    action = decide(
+        desired, recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=cluster())
+    )
+    assert isinstance(action, plan.Update)
+    assert action.changed == ("numGpus", "numPreemptibleGpus")
+    assert action.request.model_dump(exclude_none=True) == {
+        "num_gpus": 24,
+        "num_preemptible_gpus": 8,
+    }
+
+
+@pytest.mark.parametrize("state", ["WaitingForDataPlaneNodes", "InstallingDrivers", "Scheduled"])
+def test_no_write_while_together_is_busy(state: str) -> None:
+    action = decide(
+        spec(numGpus=24),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster(status=state)),
+    )
+    assert isinstance(action, plan.Wait)
+    assert state in action.message
+
+
+def test_cluster_gone_behind_our_back_stalls() -> None:
+    action = decide(spec(), recorded=plan.Recorded("c-1"), observed=plan.Observation())
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterGone"
+
+
+def test_adoption_of_unknown_id_says_so() -> None:
+    action = decide(spec(clusterId="nope"), observed=plan.Observation())
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterNotFound"
+
+
+def test_adoption_by_spec_cluster_id_updates_to_the_spec() -> None:
+    action = decide(spec(clusterId="c-1", numGpus=8), observed=plan.Observation(cluster=cluster()))
+    assert isinstance(action, plan.Update)
+    assert action.cluster_id == "c-1"
+
+
+def test_unknown_together_status_is_tolerated() -> None:
+    odd = cluster(status="SomethingNew")
+    assert plan.is_transitional(odd)
+    action = decide(
+        spec(numGpus=24), recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=odd)
+    )
+    assert isinstance(action, plan.Wait)
+
+
+def test_cluster_config_compares_by_value_not_by_omitted_defaults() -> None:
+    observed = cluster(cluster_config={"load_balancer": "NONE", "jumphost_enabled": True})
+    same = spec(clusterConfig={"loadBalancer": "NONE", "jumphostEnabled": True})
+    assert isinstance(
+        decide(same, recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=observed)),
+        plan.InSync,
+    )
+    different = spec(clusterConfig={"loadBalancer": "TRAEFIK"})
+    action = decide(
+        different, recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=observed)
+    )
+    assert isinstance(action, plan.Update)
+    assert action.changed == ("clusterConfig",)
