@@ -51,6 +51,12 @@ class OperatorSettings(BaseSettings):
         description="How often each GPUCluster is compared with the latest observation "
         "(costs no API call).",
     )
+    credentials_ttl_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        validation_alias="TOGETHER_OPERATOR_CREDENTIALS_TTL_SECONDS",
+        description="How long an API key read from spec.credentialsSecretRef is reused.",
+    )
     create_grace_seconds: float = Field(
         default=60.0,
         ge=0,

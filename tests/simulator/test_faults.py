@@ -64,7 +64,12 @@ def test_failure_probability_decides_each_request(api: httpx.Client, admin: http
         json={"operation": "RegionService_List", "status": 502, "probability": 1.0},
     ).raise_for_status()
     assert [api.get("/v1/compute/regions").status_code for _ in range(3)] == [502] * 3
-    assert admin.delete("/faults").json() == {"failures": [], "latencies": {}, "drops": {}}
+    assert admin.delete("/faults").json() == {
+        "failures": [],
+        "latencies": {},
+        "answer_latencies": {},
+        "drops": {},
+    }
     assert api.get("/v1/compute/regions").status_code == 200
 
 

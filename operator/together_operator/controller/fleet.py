@@ -111,6 +111,11 @@ class FleetObserver:
                 delay = max(error.retry_after or 0.0, self._error_backoff())
             except TogetherError:
                 delay = self._error_backoff()
+            except Exception:
+                # A List the client could not read (a body that does not fit the model, say)
+                # must not end the loop: every GPUCluster of this key relies on its snapshots.
+                logger.exception("listing clusters (key %s) failed", self.fingerprint)
+                delay = self._error_backoff()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

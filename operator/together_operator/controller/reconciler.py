@@ -14,7 +14,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,6 +89,7 @@ class ObjectMemory:
     failures: int = 0
     failure_generation: int | None = None
     last_error: tuple[str, str] | None = None
+    last_verdict: Verdict | None = None
     kubeconfig_digest: str | None = None
     seen_phases: set[tuple[str, str]] | None = None
     secret_conflict_reported: bool = False
@@ -173,6 +174,7 @@ class Reconciler:
         self._fleet = fleet
         self._settings = settings
         self._now = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._credentials: dict[tuple[str, str, str], tuple[str | None, float]] = {}
 
     async def close(self) -> None:
         await self._fleet.close()
@@ -227,12 +229,13 @@ class Reconciler:
     ) -> tuple[GPUClusterInfo | None, Verdict]:
         snapshot = await observer.first_snapshot(self._settings.request_timeout_seconds)
         if snapshot is None:
-            return None, self._error_verdict(obj, memory, observer.error, event)
+            # The observer backs off on its own; nothing to gate here.
+            return None, self._error_verdict(obj, memory, observer.error, event, backoff=False)
         recorded = self._recorded(obj, memory)
         try:
             observed = await self._observe(observer, snapshot, spec, recorded, obj)
         except TogetherError as error:
-            return None, self._error_verdict(obj, memory, error, event)
+            return None, self._error_verdict(obj, memory, error, event, backoff=False)
         action = plan.plan_action(
             spec,
             namespace=obj.namespace,
@@ -243,21 +246,27 @@ class Reconciler:
             intent_grace=datetime.timedelta(seconds=self._settings.create_grace_seconds),
         )
         acting = isinstance(action, (plan.Create, plan.Update, plan.Adopt))
-        if acting and time.monotonic() < memory.next_action_at and memory.last_error:
-            reason, message = memory.last_error
+        if acting and time.monotonic() < memory.next_action_at and memory.last_verdict:
+            # Backing off after a failed action: say so, do not call Together again yet.
             wait = memory.next_action_at - time.monotonic()
-            return observed.cluster, Verdict(
-                False,
-                True,
-                False,
-                reason,
-                f"{message}; retrying in {wait:.0f}s",
-                sync_error=memory.last_error,
+            last = memory.last_verdict
+            return observed.cluster, replace(
+                last, message=f"{last.message}; next try in {wait:.0f}s"
             )
         try:
-            return await self._act(obj, memory, spec, observer, action, event)
+            cluster, verdict = await self._act(obj, memory, spec, observer, action, event)
         except TogetherError as error:
-            return observed.cluster, self._error_verdict(obj, memory, error, event)
+            return observed.cluster, self._error_verdict(obj, memory, error, event, backoff=True)
+        if observer.error is not None:
+            # The decision used the last good list; the latest one failed. Say so.
+            reason, heals = error_reason(observer.error)
+            verdict = replace(
+                verdict,
+                ready=verdict.ready and heals,
+                stalled=verdict.stalled or not heals,
+                sync_error=(reason, f"listing clusters failed: {observer.error}"),
+            )
+        return cluster, verdict
 
     async def _act(
         self,
@@ -465,7 +474,7 @@ class Reconciler:
                     "not set; set one of them",
                 )
             return self._settings.together_api_key.get_secret_value()
-        value = await self._kube.secret_value(obj.namespace, ref.name, ref.key)
+        value = await self._credential(obj.namespace, ref.name, ref.key)
         if not value:
             raise NeedsPerson(
                 "CredentialsNotFound",
@@ -473,6 +482,20 @@ class Reconciler:
                 "(spec.credentialsSecretRef) does not exist or is empty; create it with the "
                 "Together API key",
             )
+        return value
+
+    async def _credential(self, namespace: str, name: str, key: str) -> str | None:
+        """The API key from a Secret, re-read at most every ``credentials_ttl_seconds`` so
+        that a fleet of objects does not turn every resync into a Secret read."""
+        cache_key = (namespace, name, key)
+        cached = self._credentials.get(cache_key)
+        if (
+            cached is not None
+            and time.monotonic() - cached[1] < self._settings.credentials_ttl_seconds
+        ):
+            return cached[0]
+        value = await self._kube.secret_value(namespace, name, key)
+        self._credentials[cache_key] = (value, time.monotonic())
         return value
 
     def _recorded(self, obj: GPUClusterObject, memory: ObjectMemory) -> plan.Recorded:
@@ -513,6 +536,7 @@ class Reconciler:
     def _succeeded(memory: ObjectMemory) -> None:
         memory.failures, memory.next_action_at = 0, 0.0
         memory.last_error, memory.failure_generation = None, None
+        memory.last_verdict = None
 
     def _error_verdict(
         self,
@@ -520,6 +544,8 @@ class Reconciler:
         memory: ObjectMemory,
         error: TogetherError | None,
         event: EventFn,
+        *,
+        backoff: bool = True,
     ) -> Verdict:
         if error is None:
             return Verdict(
@@ -531,9 +557,12 @@ class Reconciler:
                 sync_error=("WaitingForTogether", "no answer from Together yet"),
             )
         reason, heals = error_reason(error)
-        memory.failures += 1
-        memory.failure_generation = obj.generation
-        if isinstance(error, RateLimited) and error.retry_after is not None:
+        if backoff:
+            memory.failures += 1
+            memory.failure_generation = obj.generation
+        if not backoff:
+            delay = 0.0
+        elif isinstance(error, RateLimited) and error.retry_after is not None:
             delay = error.retry_after
         elif heals:
             delay = min(
@@ -542,7 +571,8 @@ class Reconciler:
             )
         else:
             delay = STALLED_RETRY_SECONDS
-        memory.next_action_at = time.monotonic() + delay
+        if backoff:
+            memory.next_action_at = time.monotonic() + delay
         message = f"{error}"
         if isinstance(error, Unauthorized):
             message += (
@@ -551,8 +581,11 @@ class Reconciler:
         if memory.last_error != (reason, message):
             event("Warning", reason, message)
         memory.last_error = (reason, message)
-        logger.warning("%s/%s: %s (retry in %.0fs)", obj.namespace, obj.name, message, delay)
-        return Verdict(False, heals, not heals, reason, message, sync_error=(reason, message))
+        logger.warning("%s/%s: %s", obj.namespace, obj.name, message)
+        verdict = Verdict(False, heals, not heals, reason, message, sync_error=(reason, message))
+        if backoff:
+            memory.last_verdict = verdict
+        return verdict
 
     async def _report(
         self,

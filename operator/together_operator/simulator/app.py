@@ -11,7 +11,8 @@ default. Operations are named by the contract's operationId (`*` = every operati
     DELETE /_sim/faults                          remove every fault
     POST   /_sim/faults/failures                 {"operation", "status", "count"?, "probability"?,
                                                   "retry_after"?, "message"?}
-    POST   /_sim/faults/latency                  {"operation", "seconds"} (0 removes)
+    POST   /_sim/faults/latency                  {"operation", "seconds", "after_commit"?}
+                                                  (0 removes; after_commit delays the answer)
     POST   /_sim/faults/drops                    {"operation", "count"}: drop after commit
     GET    /_sim/requests                        {"requests": [{"operation", "status", "count"}]}
     DELETE /_sim/requests                        reset the counts
@@ -318,6 +319,12 @@ async def access_log_and_errors(request: web.Request, handler: Handler) -> web.S
     request[OPERATION] = operation
     try:
         response = await handler(request)
+    except asyncio.CancelledError:
+        # The client went away mid-request (aiohttp cancels the handler): still count it,
+        # because what was committed before that point stays committed.
+        if request.path.startswith(API_PREFIX):
+            request.app[REQUEST_COUNTS][(operation, DROPPED)] += 1
+        raise
     except ApiError as error:
         response = _error(error.status, error.message)
     except web.HTTPException as error:
@@ -389,6 +396,9 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
             failure.status, message, {"Retry-After": retry_after} if retry_after else None
         )
     response = await handler(request)
+    answer_delay = faults.latency_for(operation, after_commit=True)
+    if answer_delay:
+        await asyncio.sleep(answer_delay)
     if response.status < 400 and faults.take_drop(operation):
         # The request was committed; the client never hears so. Abort the transport.
         request[WAS_DROPPED] = True

@@ -44,10 +44,13 @@ class FailureSpec(FaultSpec):
 
 
 class LatencySpec(FaultSpec):
-    """Delay every request to `operation` by `seconds` (0 removes the delay)."""
+    """Delay every request to `operation` by `seconds` (0 removes the delay). With
+    `after_commit`, the request is applied first and only the answer is delayed: a client
+    that gives up (or dies) meanwhile leaves a committed change behind."""
 
     operation: str = ANY_OPERATION
     seconds: float = Field(ge=0, le=600)
+    after_commit: bool = False
 
 
 class DropSpec(FaultSpec):
@@ -65,6 +68,7 @@ class Faults:
         self._random = random.Random(seed)
         self.failures: list[FailureSpec] = []
         self.latencies: dict[str, float] = {}
+        self.answer_latencies: dict[str, float] = {}
         self.drops: dict[str, int] = {}
 
     def add_failure(self, spec: FailureSpec) -> None:
@@ -73,10 +77,11 @@ class Faults:
 
     def set_latency(self, spec: LatencySpec) -> None:
         """Set (or with 0 seconds, clear) the delay of an operation."""
+        table = self.answer_latencies if spec.after_commit else self.latencies
         if spec.seconds:
-            self.latencies[spec.operation] = spec.seconds
+            table[spec.operation] = spec.seconds
         else:
-            self.latencies.pop(spec.operation, None)
+            table.pop(spec.operation, None)
 
     def add_drops(self, spec: DropSpec) -> None:
         """Drop the connection after the next `spec.count` commits of an operation."""
@@ -86,6 +91,7 @@ class Faults:
         """Remove every fault."""
         self.failures.clear()
         self.latencies.clear()
+        self.answer_latencies.clear()
         self.drops.clear()
 
     def failure_for(self, operation: str) -> FailureSpec | None:
@@ -102,9 +108,10 @@ class Faults:
             return rule
         return None
 
-    def latency_for(self, operation: str) -> float:
-        """Seconds to delay a request to `operation`."""
-        return self.latencies.get(operation, self.latencies.get(ANY_OPERATION, 0.0))
+    def latency_for(self, operation: str, *, after_commit: bool = False) -> float:
+        """Seconds to delay a request to `operation` (or, `after_commit`, its answer)."""
+        table = self.answer_latencies if after_commit else self.latencies
+        return table.get(operation, table.get(ANY_OPERATION, 0.0))
 
     def take_drop(self, operation: str) -> bool:
         """Whether to drop the connection after this committed request (consumed)."""
@@ -121,6 +128,7 @@ class Faults:
         return {
             "failures": [rule.model_dump(exclude_none=True) for rule in self.failures],
             "latencies": dict(self.latencies),
+            "answer_latencies": dict(self.answer_latencies),
             "drops": dict(self.drops),
         }
 

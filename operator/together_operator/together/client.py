@@ -22,6 +22,7 @@ from together_operator.together.errors import (
     AmbiguousCreate,
     NotFound,
     RateLimited,
+    ServerError,
     TogetherError,
     TransportError,
     error_for_status,
@@ -112,7 +113,8 @@ class TogetherClient:
         await self._http.aclose()
 
     async def list_clusters(self, project_id: str | None = None) -> list[GPUClusterInfo]:
-        params = {"project_id": project_id} if project_id else None
+        # The contract (and the official SDK) name this query parameter `projectId`.
+        params = {"projectId": project_id} if project_id else None
         body = await self._call("GPUClusterService_List", "GET", "/compute/clusters", params=params)
         return GPUClusters.model_validate(body).clusters
 
@@ -188,7 +190,15 @@ class TogetherClient:
             raise TransportError(reason, operation=operation) from None
         self._observe(operation, response.status_code, started)
         if response.is_success:
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:
+                # A proxy's HTML page, say: callers handle TogetherError, not JSON errors. A
+                # create answered 200 may have happened, and its cluster id is lost with the body.
+                reason = f"unreadable answer from Together (HTTP {response.status_code})"
+                if not idempotent:
+                    raise AmbiguousCreate(reason, operation=operation) from None
+                raise ServerError(reason, operation=operation) from None
         raise error_for_status(
             response.status_code,
             _error_message(response),

@@ -1,0 +1,146 @@
+"""GPUCluster objects as the operator leaves them in each state, for the GitOps health tests.
+
+Every status is built by the operator's own code: Together's answer goes through
+``mirror_cluster`` and the planner / ``verdict_for_cluster`` / ``error_reason``, and the
+conditions through ``conditions_for``. The only hand-written part is which verdict the
+reconciler reports for a planned action (as ``Reconciler._act`` does), so a change in how
+the operator computes conditions changes what these health tests see.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from together_operator.controller.reconciler import CLUSTER_ID_ANNOTATION, error_reason
+from together_operator.gpucluster import plan
+from together_operator.gpucluster.spec import FINALIZER, GROUP, VERSION, GPUClusterSpec
+from together_operator.gpucluster.status import (
+    Verdict,
+    conditions_for,
+    mirror_cluster,
+    rfc3339,
+    verdict_for_cluster,
+)
+from together_operator.together.errors import RateLimited, TogetherError, Unauthorized
+from together_operator.together.models import ClusterStatus, GPUClusterInfo
+
+NAMESPACE, NAME = "ml", "training"
+NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+SPEC: dict[str, Any] = {"region": "us-central-8", "gpuType": "H100_SXM", "numGpus": 8}
+
+
+def together_cluster(status: str, **fields: Any) -> GPUClusterInfo:
+    """Together's view of the cluster (the wire model, as the client parses it)."""
+    body: dict[str, Any] = {
+        "cluster_id": "c-0001",
+        "cluster_name": f"{NAMESPACE}-{NAME}",
+        "region": SPEC["region"],
+        "gpu_type": SPEC["gpuType"],
+        "status": status,
+        "num_gpus": SPEC["numGpus"],
+        "phase_transitions": [
+            {"phase": "CLUSTER_PHASE_QUEUED", "transition_time": "2026-11-22T11:00:00Z"}
+        ],
+    }
+    body.update(fields)
+    return GPUClusterInfo.model_validate(body)
+
+
+def gpucluster(
+    verdict: Verdict,
+    cluster: GPUClusterInfo | None,
+    *,
+    generation: int = 1,
+    observed_generation: int | None = None,
+    spec: dict[str, Any] | None = None,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    """The object as stored after the operator reported ``verdict`` (and mirrored ``cluster``)."""
+    seen = generation if observed_generation is None else observed_generation
+    status: dict[str, Any] = {"observedGeneration": seen}
+    if cluster is not None:
+        status.update({k: v for k, v in mirror_cluster(cluster).items() if v is not None})
+    status["conditions"] = conditions_for(verdict, generation=seen, previous=None, now=NOW)
+    metadata: dict[str, Any] = {
+        "name": NAME,
+        "namespace": NAMESPACE,
+        "uid": "5a1f3c9e-0000-4000-8000-000000000001",
+        "generation": generation,
+        "finalizers": [FINALIZER],
+        "creationTimestamp": rfc3339(NOW - datetime.timedelta(hours=1)),
+    }
+    if cluster is not None:
+        metadata["annotations"] = {CLUSTER_ID_ANNOTATION: cluster.cluster_id}
+    if deleting:
+        metadata["deletionTimestamp"] = rfc3339(NOW)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GPUCluster",
+        "metadata": metadata,
+        "spec": spec or dict(SPEC),
+        "status": status,
+    }
+
+
+def error_verdict(error: TogetherError) -> Verdict:
+    """What the reconciler reports after a failed call (``Reconciler._error_verdict``)."""
+    reason, heals = error_reason(error)
+    return Verdict(False, heals, not heals, reason, str(error), sync_error=(reason, str(error)))
+
+
+def planned_verdict(action: plan.Action) -> Verdict:
+    """What the reconciler reports for a planned action that is not a call (``_act``)."""
+    if isinstance(action, plan.Stall):
+        return Verdict(False, False, True, action.reason, action.message)
+    if isinstance(action, plan.Update):
+        return Verdict(False, True, False, "Updating", f"applying {', '.join(action.changed)}")
+    raise AssertionError(f"no fixture maps {action!r}")
+
+
+def plan_for(
+    spec: dict[str, Any], observed: plan.Observation, cluster_id: str | None
+) -> plan.Action:
+    return plan.plan_action(
+        GPUClusterSpec.model_validate(spec),
+        namespace=NAMESPACE,
+        name=NAME,
+        recorded=plan.Recorded(cluster_id=cluster_id),
+        observed=observed,
+        now=NOW,
+        intent_grace=datetime.timedelta(seconds=60),
+    )
+
+
+def all_states() -> dict[str, dict[str, Any]]:
+    """Each state a GitOps tool must judge, by name."""
+    creating = together_cluster(ClusterStatus.WAITING_FOR_CONTROL_PLANE_NODES)
+    ready = together_cluster(ClusterStatus.READY, control_plane_ready=True)
+    degraded = together_cluster(ClusterStatus.DEGRADED, control_plane_ready=True)
+    paused = together_cluster(ClusterStatus.PAUSED, control_plane_ready=True)
+    going = together_cluster(ClusterStatus.DELETING)
+
+    scaled_spec = {**SPEC, "numGpus": 16}
+    scaling = plan_for(scaled_spec, plan.Observation(cluster=ready), ready.cluster_id)
+    twins = [together_cluster(ClusterStatus.READY, cluster_id=f"c-000{i}") for i in (1, 2)]
+    ambiguous = plan_for(SPEC, plan.Observation(same_name=twins), None)
+    taken = plan_for(SPEC, plan.Observation(same_name=twins[:1]), None)
+    unauthorized = Unauthorized("invalid API key", status=401, operation="listClusters")
+    limited = RateLimited("too many requests", status=429, retry_after=30, operation="listClusters")
+    deleting = Verdict(False, True, False, "Deleting", "waiting for Together to finish deleting")
+    return {
+        "creating": gpucluster(verdict_for_cluster(creating), creating),
+        "ready": gpucluster(verdict_for_cluster(ready), ready),
+        "scaling": gpucluster(planned_verdict(scaling), ready, generation=2, spec=scaled_spec),
+        "degraded": gpucluster(verdict_for_cluster(degraded), degraded),
+        "stalled-unauthorized": gpucluster(error_verdict(unauthorized), None),
+        "stalled-ambiguous-name": gpucluster(planned_verdict(ambiguous), None),
+        "stalled-name-taken": gpucluster(planned_verdict(taken), None),
+        "rate-limited": gpucluster(error_verdict(limited), ready),
+        "deleting": gpucluster(deleting, going, deleting=True),
+        "deleting-blocked": gpucluster(error_verdict(unauthorized), going, deleting=True),
+        "stale-generation": gpucluster(
+            verdict_for_cluster(ready), ready, generation=3, observed_generation=2
+        ),
+        "paused": gpucluster(verdict_for_cluster(paused), paused),
+    }

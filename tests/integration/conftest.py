@@ -1,0 +1,281 @@
+"""The operator's integration stage: the real API server, the simulator and the operator.
+
+The operator runs as a separate process (`together-operator run`), as it would in a Pod, so
+tests can SIGKILL and restart it. The simulator runs in-process on 127.0.0.1 at a high speed
+(about a second from create to Ready).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support import KubeTarget, api_client, wait_for
+from together_operator.gpucluster.crd import crd_manifest
+from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
+from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
+
+API_KEY = "sim-test-key-7f3a9c"  # distinctive, so leak scans can find it
+TENANT_USER = "tenant-admin"
+
+
+@dataclass
+class Simulator:
+    """The running simulator and its admin API."""
+
+    running: RunningSimulator
+    tenant_kubeconfig: Path
+    admin: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = httpx.Client(base_url=self.running.admin_url, timeout=10)
+
+    @property
+    def base_url(self) -> str:
+        return self.running.base_url
+
+    def clusters(self) -> list[dict[str, Any]]:
+        """Every cluster the simulator knows, deleted ones included."""
+        body = self.admin.get("/clusters").json()
+        return list(body["clusters"])
+
+    def clusters_named(self, name: str) -> list[dict[str, Any]]:
+        return [c for c in self.clusters() if c["cluster"]["cluster_name"] == name]
+
+    def request_count(self, operation: str, status: str | None = None) -> int:
+        rows = self.admin.get("/requests").json()["requests"]
+        return sum(
+            r["count"]
+            for r in rows
+            if r["operation"] == operation and (status is None or r["status"] == status)
+        )
+
+    def post(self, path: str, payload: dict[str, Any]) -> None:
+        self.admin.post(path, json=payload).raise_for_status()
+
+    def reset_faults(self) -> None:
+        self.admin.delete("/faults").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def gpucluster_crd(kube: KubeTarget) -> dict[str, Any]:
+    """The operator's CRD, installed (or updated) and Established."""
+    extensions = client.ApiextensionsV1Api(api_client(kube.kubeconfig))
+    manifest = crd_manifest()
+    name = manifest["metadata"]["name"]
+    try:
+        current = extensions.read_custom_resource_definition(name)
+        manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+        extensions.replace_custom_resource_definition(name, manifest)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        extensions.create_custom_resource_definition(manifest)
+
+    def established() -> bool:
+        crd = extensions.read_custom_resource_definition(name)
+        return any(
+            c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
+        )
+
+    wait_for(established, timeout=30, what="the GPUCluster CRD to be Established")
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def simulator(kube: KubeTarget) -> Iterator[Simulator]:
+    """The Together simulator, handing out a kubeconfig that works against the test cluster."""
+    tenant = kube.mint_user(TENANT_USER, ["system:masters"], name="tenant")
+    running = start_in_thread(
+        SimulatorConfig(api_keys=(API_KEY,), speed=60.0, tenant_kubeconfig=tenant)
+    )
+    sim = Simulator(running, tenant)
+    yield sim
+    sim.admin.close()
+    running.stop()
+
+
+@dataclass
+class OperatorProcess:
+    """`together-operator run` as a child process, restartable."""
+
+    kubeconfig: Path
+    base_url: str
+    log_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            TOGETHER_BASE_URL=self.base_url,
+            TOGETHER_API_KEY=API_KEY,
+            TOGETHER_OPERATOR_FAST_POLL_SECONDS="0.5",
+            TOGETHER_OPERATOR_SLOW_POLL_SECONDS="3",
+            TOGETHER_OPERATOR_RESYNC_SECONDS="0.5",
+            TOGETHER_OPERATOR_CREATE_GRACE_SECONDS="4",
+            **self.extra_env,
+        )
+        env.pop("USE_EXISTING_CLUSTER", None)
+        log = (self.log_dir / f"operator-{self.runs}.log").open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "together_operator.cli", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, exactly like a node failure or an OOM kill."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return "".join(
+            path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kube: KubeTarget,
+    gpucluster_crd: dict[str, Any],
+    simulator: Simulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """The operator, watching every namespace, with the admin identity."""
+    process = OperatorProcess(
+        kube.kubeconfig, simulator.base_url, tmp_path_factory.mktemp("operator-logs")
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def namespace(kube: KubeTarget) -> Iterator[str]:
+    name = f"tgc-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api_client(kube.kubeconfig))
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+class GPUClusters:
+    """GPUCluster objects through the admin identity."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.api = api_client(kubeconfig)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+
+    def create(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "GPUCluster",
+            "metadata": {"name": name},
+            "spec": {**minimal_spec(), **spec},
+        }
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body
+        )
+        return result
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    def patch_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+        )
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+        obj = self.get(namespace, name) or {}
+        for condition in obj.get("status", {}).get("conditions", []):
+            if condition["type"] == kind:
+                return dict(condition)
+        return None
+
+    def wait_condition(
+        self,
+        namespace: str,
+        name: str,
+        kind: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            condition = self.condition(namespace, name, kind)
+            if (
+                condition
+                and condition["status"] == status
+                and (reason is None or condition["reason"] == reason)
+            ):
+                return condition
+            return None
+
+        return wait_for(
+            matches,
+            timeout=timeout,
+            what=f"{namespace}/{name} {kind}={status}" + (f" ({reason})" if reason else ""),
+        )
+
+    def events(self, namespace: str, name: str) -> list[Any]:
+        listed = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return list(listed.items)
+
+
+def minimal_spec() -> dict[str, Any]:
+    return {
+        "region": "us-central-8",
+        "gpuType": "H100_SXM",
+        "numGpus": 8,
+        "cudaVersion": "12.5",
+        "nvidiaDriverVersion": "555",
+    }
+
+
+@pytest.fixture(scope="session")
+def gpuclusters(kube: KubeTarget, gpucluster_crd: dict[str, Any]) -> GPUClusters:
+    return GPUClusters(kube.kubeconfig)

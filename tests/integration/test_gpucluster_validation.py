@@ -1,0 +1,207 @@
+"""Bad manifests fail at `kubectl apply`, with a message that says what is wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from tests.integration.conftest import GPUClusters, minimal_spec
+
+
+def rejection_message(error: ApiException) -> str:
+    """The API server's human message (what `kubectl apply` prints)."""
+    return str(json.loads(error.body)["message"])
+
+
+INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
+    ("gpus-not-multiple-of-8", {"numGpus": 12}, "multiple of 8"),
+    ("gpus-below-8", {"numGpus": 0}, "greater than or equal to 8"),
+    ("unknown-gpu-type", {"gpuType": "A100_PCIE"}, 'Unsupported value: "A100_PCIE"'),
+    ("unknown-billing-type", {"billingType": "FREE"}, 'Unsupported value: "FREE"'),
+    ("unknown-deletion-policy", {"deletionPolicy": "Keep"}, 'Unsupported value: "Keep"'),
+    (
+        "slurm-without-shm",
+        {"clusterType": "SLURM"},
+        "spec.slurmShmSizeGib is required when clusterType is SLURM",
+    ),
+    ("slurm-image-on-kubernetes", {"slurmImage": "my/slurm:1"}, "apply only to SLURM clusters"),
+    (
+        "scheduled-without-times",
+        {"billingType": "SCHEDULED_CAPACITY"},
+        "SCHEDULED_CAPACITY billing needs both spec.reservationStartTime",
+    ),
+    (
+        "reservation-ends-before-start",
+        {
+            "billingType": "SCHEDULED_CAPACITY",
+            "reservationStartTime": "2027-01-02T00:00:00Z",
+            "reservationEndTime": "2027-01-01T00:00:00Z",
+        },
+        "spec.reservationEndTime must be after spec.reservationStartTime",
+    ),
+    (
+        "reserved-without-duration",
+        {"billingType": "RESERVED"},
+        "RESERVED billing needs spec.durationDays",
+    ),
+    (
+        "preemptible-above-total",
+        {"numPreemptibleGpus": 16},
+        "spec.numPreemptibleGpus must not exceed spec.numGpus",
+    ),
+    ("preemptible-not-multiple-of-8", {"numPreemptibleGpus": 4}, "multiple of 8"),
+    (
+        "capacity-pool-gpus-without-pool",
+        {"numCapacityPoolGpus": 8},
+        "spec.numCapacityPoolGpus needs spec.capacityPoolId",
+    ),
+    (
+        "capacity-pool-gpus-above-total",
+        {"numCapacityPoolGpus": 16, "capacityPoolId": "p"},
+        "spec.numCapacityPoolGpus must not exceed spec.numGpus",
+    ),
+    (
+        "no-driver-selection",
+        {"cudaVersion": None, "nvidiaDriverVersion": None},
+        "set spec.nvidiaVersionId, or both spec.cudaVersion and spec.nvidiaDriverVersion",
+    ),
+    (
+        "cuda-without-driver",
+        {"nvidiaDriverVersion": None, "nvidiaVersionId": "x"},
+        "spec.cudaVersion and spec.nvidiaDriverVersion must be set together",
+    ),
+    (
+        "volume-and-shared-volume",
+        {"volumeId": "v", "sharedVolume": {"volumeName": "d", "sizeTib": 1}},
+        "spec.sharedVolume and spec.volumeId are mutually exclusive",
+    ),
+    (
+        "autoscale-without-max",
+        {"autoScale": True},
+        "spec.autoScale needs spec.autoScaleMaxGpus of at least spec.numGpus",
+    ),
+    (
+        "duplicate-add-on-names",
+        {
+            "addOns": [
+                {"name": "a", "addOnType": "dashboard"},
+                {"name": "a", "addOnType": "ingress"},
+            ]
+        },
+        "spec.addOns names must be unique",
+    ),
+    ("missing-region", {"region": None}, "spec.region: Required value"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "message"), INVALID_MANIFESTS, ids=[c[0] for c in INVALID_MANIFESTS]
+)
+def test_invalid_manifest_is_rejected_with_its_message(
+    gpuclusters: GPUClusters, namespace: str, case: str, overrides: dict[str, Any], message: str
+) -> None:
+    spec = {k: v for k, v in {**minimal_spec(), **overrides}.items() if v is not None}
+    with pytest.raises(ApiException) as rejected:
+        gpuclusters.custom.create_namespaced_custom_object(
+            "compute.together.ai",
+            "v1alpha1",
+            namespace,
+            "gpuclusters",
+            {
+                "apiVersion": "compute.together.ai/v1alpha1",
+                "kind": "GPUCluster",
+                "metadata": {"name": case},
+                "spec": spec,
+            },
+        )
+    assert rejected.value.status == 422
+    assert message in rejection_message(rejected.value)
+
+
+def test_the_minimal_manifest_is_accepted_with_defaults(
+    gpuclusters: GPUClusters, namespace: str
+) -> None:
+    created = gpuclusters.custom.create_namespaced_custom_object(
+        "compute.together.ai",
+        "v1alpha1",
+        namespace,
+        "gpuclusters",
+        {
+            "apiVersion": "compute.together.ai/v1alpha1",
+            "kind": "GPUCluster",
+            "metadata": {"name": "ok"},
+            "spec": minimal_spec(),
+        },
+    )
+    assert created["spec"]["clusterType"] == "KUBERNETES"
+    assert created["spec"]["billingType"] == "ON_DEMAND"
+    assert created["spec"]["deletionPolicy"] == "Delete"
+
+
+IMMUTABLE_EDITS = [
+    ("region", "us-central-4"),
+    ("gpuType", "H200_SXM"),
+    ("clusterName", "renamed"),
+    ("clusterType", "SLURM"),
+    ("cudaVersion", "12.6"),
+    ("volumeId", "vol-added-later"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), IMMUTABLE_EDITS, ids=[f for f, _ in IMMUTABLE_EDITS])
+def test_immutable_field_edit_is_rejected(
+    gpuclusters: GPUClusters, namespace: str, field: str, value: Any
+) -> None:
+    spec = {**minimal_spec(), "clusterName": "original"}
+    gpuclusters.custom.create_namespaced_custom_object(
+        "compute.together.ai",
+        "v1alpha1",
+        namespace,
+        "gpuclusters",
+        {
+            "apiVersion": "compute.together.ai/v1alpha1",
+            "kind": "GPUCluster",
+            "metadata": {"name": "fixed"},
+            "spec": spec,
+        },
+    )
+    change = {field: value}
+    if field == "clusterType":
+        change["slurmShmSizeGib"] = 64  # keep the object otherwise valid
+    with pytest.raises(ApiException) as rejected:
+        gpuclusters.patch_spec(namespace, "fixed", change)
+    assert rejected.value.status == 422
+    assert f"spec.{field} is immutable" in rejection_message(rejected.value)
+
+
+def test_mutable_fields_can_change(gpuclusters: GPUClusters, namespace: str) -> None:
+    gpuclusters.custom.create_namespaced_custom_object(
+        "compute.together.ai",
+        "v1alpha1",
+        namespace,
+        "gpuclusters",
+        {
+            "apiVersion": "compute.together.ai/v1alpha1",
+            "kind": "GPUCluster",
+            "metadata": {"name": "grows"},
+            "spec": minimal_spec(),
+        },
+    )
+    gpuclusters.patch_spec(
+        namespace,
+        "grows",
+        {
+            "numGpus": 32,
+            "numPreemptibleGpus": 16,
+            "deletionPolicy": "Orphan",
+            "clusterConfig": {"loadBalancer": "TRAEFIK"},
+            "kubeconfigSecretName": "kc",
+        },
+    )
+    obj = gpuclusters.get(namespace, "grows")
+    assert obj is not None
+    assert obj["spec"]["numGpus"] == 32
+    assert obj["metadata"]["generation"] == 2

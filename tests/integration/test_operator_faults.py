@@ -1,0 +1,178 @@
+"""Together misbehaves: the operator reports it, backs off, recovers, and never doubles a cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import GPUClusters, OperatorProcess, Simulator
+from tests.support import wait_for
+from together_operator.controller.reconciler import INTENT_ANNOTATION
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(simulator: Simulator) -> Iterator[None]:
+    simulator.reset_faults()
+    yield
+    simulator.reset_faults()
+
+
+def calls_during(simulator: Simulator, operation: str, seconds: float) -> int:
+    """How many requests to ``operation`` the simulator saw over the next ``seconds``."""
+    before = simulator.request_count(operation)
+    time.sleep(seconds)
+    return simulator.request_count(operation) - before
+
+
+def delete_and_wait(gpuclusters: GPUClusters, namespace: str, name: str) -> None:
+    gpuclusters.delete(namespace, name)
+    wait_for(
+        lambda: gpuclusters.get(namespace, name) is None,
+        timeout=40,
+        what=f"{namespace}/{name} to be gone",
+    )
+
+
+def test_invalid_key_stalls_with_a_clear_message_and_no_hot_loop(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "together"}, "stringData": {"apiKey": "wrong-key-1234"}}
+    )
+    gpuclusters.create(namespace, "badkey", credentialsSecretRef={"name": "together"})
+    stalled = gpuclusters.wait_condition(
+        namespace, "badkey", "Stalled", "True", reason="Unauthorized"
+    )
+    assert "check the API key" in stalled["message"]
+    synced = gpuclusters.condition(namespace, "badkey", "Synced")
+    assert synced is not None
+    assert synced["status"] == "False"
+    assert "wrong-key-1234" not in str(gpuclusters.get(namespace, "badkey"))
+    # The observer for the bad key backs off exponentially: a handful of calls, not a storm.
+    assert calls_during(simulator, "GPUClusterService_List", 4.0) <= 8
+    assert "Unauthorized" in {e.reason for e in gpuclusters.events(namespace, "badkey")}
+    gpuclusters.delete(namespace, "badkey")
+
+
+def test_out_of_stock_is_retried_with_backoff_and_recovers(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    stock = {"region": "us-central-4", "gpu_type": "H100_SXM"}
+    simulator.admin.put("/stock", json={**stock, "gpus": 0}).raise_for_status()
+    try:
+        gpuclusters.create(namespace, "nostock", region="us-central-4")
+        waiting = gpuclusters.wait_condition(
+            namespace, "nostock", "Reconciling", "True", reason="OutOfStock"
+        )
+        assert "Out of stock" in waiting["message"]
+        stalled = gpuclusters.condition(namespace, "nostock", "Stalled")
+        assert stalled is not None
+        assert stalled["status"] == "False"
+        # Backoff: 1s, 2s, 4s, ... between attempts, so few creates over 5 seconds.
+        assert calls_during(simulator, "GPUClusterService_Create", 5.0) <= 4
+    finally:
+        simulator.admin.put("/stock", json={**stock, "gpus": 256}).raise_for_status()
+    gpuclusters.wait_condition(namespace, "nostock", "Ready", "True", timeout=60)
+    assert len(simulator.clusters_named(f"{namespace}-nostock")) == 1
+    delete_and_wait(gpuclusters, namespace, "nostock")
+
+
+def test_rate_limit_honours_retry_after_then_recovers(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    creates_before = simulator.request_count("GPUClusterService_Create")
+    simulator.post(
+        "/faults/failures",
+        {"operation": "GPUClusterService_Create", "status": 429, "count": 1, "retry_after": 4},
+    )
+    gpuclusters.create(namespace, "limited")
+    gpuclusters.wait_condition(namespace, "limited", "Synced", "False", reason="RateLimited")
+    assert simulator.request_count("GPUClusterService_Create", "429") >= 1
+    # Within the Retry-After window (4 s, of which some passed already) no new attempt.
+    assert calls_during(simulator, "GPUClusterService_Create", 2.0) == 0
+    gpuclusters.wait_condition(namespace, "limited", "Ready", "True", timeout=30)
+    assert simulator.request_count("GPUClusterService_Create") - creates_before == 2
+    assert len(simulator.clusters_named(f"{namespace}-limited")) == 1
+    delete_and_wait(gpuclusters, namespace, "limited")
+
+
+def test_burst_of_server_errors_is_survived_without_doubling(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    # A 500 on create is ambiguous (Together may have committed): the operator must list,
+    # not re-post blindly; the listing itself fails for a while too.
+    simulator.post(
+        "/faults/failures", {"operation": "GPUClusterService_Create", "status": 500, "count": 2}
+    )
+    gpuclusters.create(namespace, "bursty")
+    gpuclusters.wait_condition(namespace, "bursty", "Synced", "False", reason="TogetherUnavailable")
+    simulator.post(
+        "/faults/failures",
+        {"operation": "GPUClusterService_List", "status": 503, "count": 3, "retry_after": 0.5},
+    )
+    gpuclusters.wait_condition(namespace, "bursty", "Ready", "True", timeout=60)
+    assert len(simulator.clusters_named(f"{namespace}-bursty")) == 1
+    synced = gpuclusters.condition(namespace, "bursty", "Synced")
+    assert synced is not None
+    assert synced["status"] == "True"
+    delete_and_wait(gpuclusters, namespace, "bursty")
+
+
+def test_ambiguous_create_is_adopted_not_repeated(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    simulator.post("/faults/drops", {"operation": "GPUClusterService_Create", "count": 1})
+    gpuclusters.create(namespace, "dropped")
+    gpuclusters.wait_condition(namespace, "dropped", "Ready", "True", timeout=60)
+    [only] = simulator.clusters_named(f"{namespace}-dropped")
+    obj = gpuclusters.get(namespace, "dropped")
+    assert obj is not None
+    assert obj["status"]["clusterId"] == only["cluster"]["cluster_id"]
+    assert INTENT_ANNOTATION not in obj["metadata"].get("annotations", {})
+    assert "Adopted" in {e.reason for e in gpuclusters.events(namespace, "dropped")}
+    delete_and_wait(gpuclusters, namespace, "dropped")
+
+
+def test_operator_killed_right_after_post_creates_exactly_one_cluster(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    # Together commits the create but takes 3 s to answer: kill the operator in between,
+    # after its intent was recorded and before it could record anything else.
+    simulator.post(
+        "/faults/latency",
+        {"operation": "GPUClusterService_Create", "seconds": 3, "after_commit": True},
+    )
+    creates_before = simulator.request_count("GPUClusterService_Create")
+    gpuclusters.create(namespace, "crashy")
+
+    def intent_recorded() -> Any:
+        obj = gpuclusters.get(namespace, "crashy") or {}
+        return (obj.get("metadata", {}).get("annotations") or {}).get(INTENT_ANNOTATION)
+
+    wait_for(intent_recorded, timeout=20, what="the create intent to be recorded")
+    time.sleep(0.5)  # the POST is now on the wire
+    operator.kill()
+    try:
+        obj = gpuclusters.get(namespace, "crashy")
+        assert obj is not None
+        assert "clusterId" not in obj.get("status", {})  # nothing was saved after the POST
+        wait_for(
+            lambda: simulator.clusters_named(f"{namespace}-crashy"),
+            timeout=10,
+            what="Together to commit the in-flight create",
+        )
+    finally:
+        operator.start()
+    gpuclusters.wait_condition(namespace, "crashy", "Ready", "True", timeout=60)
+    assert len(simulator.clusters_named(f"{namespace}-crashy")) == 1
+    # The killed operator's request finishes at Together 3 s after it was sent; count it.
+    wait_for(
+        lambda: simulator.request_count("GPUClusterService_Create") > creates_before,
+        timeout=10,
+        what="the in-flight create to finish at Together",
+    )
+    assert simulator.request_count("GPUClusterService_Create") - creates_before == 1
+    delete_and_wait(gpuclusters, namespace, "crashy")

@@ -1,0 +1,233 @@
+"""The operator end to end: real API server, simulator, operator process."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from tests.integration.conftest import GPUClusters, OperatorProcess, Simulator
+from tests.support import api_client, wait_for
+from together_operator.devenv.kubeconfig import write_private_file
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
+    operator: OperatorProcess,
+    simulator: Simulator,
+    gpuclusters: GPUClusters,
+    namespace: str,
+    tmp_path: Any,
+) -> None:
+    gpuclusters.create(namespace, "train", numPreemptibleGpus=8)
+    gpuclusters.wait_condition(namespace, "train", "Ready", "True")
+
+    obj = gpuclusters.get(namespace, "train")
+    assert obj is not None
+    status = obj["status"]
+    [at_together] = simulator.clusters_named(f"{namespace}-train")
+    cluster = at_together["cluster"]
+    assert status["clusterId"] == cluster["cluster_id"]
+    assert status["state"] == "Ready"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert [p["phase"] for p in status["phaseTransitions"]] == [
+        p["phase"] for p in cluster["phase_transitions"]
+    ][: len(status["phaseTransitions"])]
+    assert status["phaseTransitions"][0]["phase"] == (
+        "CLUSTER_PHASE_WAITING_FOR_CONTROL_PLANE_NODES"
+    )
+    assert status["phaseTransitions"][-1]["phase"] == "CLUSTER_PHASE_READY"
+    assert status["controlPlaneReady"] is True
+    assert status["workerNodes"] == 2  # 8 on-demand + 8 preemptible GPUs, 8 per node
+    assert status["kubeconfigSecretName"] == "train-kubeconfig"
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready",
+        "Synced",
+        "Reconciling",
+        "Stalled",
+    }
+
+    # The kubeconfig Secret works: it reaches the (simulated tenant's) API server.
+    secret = wait_for(
+        lambda: _secret_or_none(gpuclusters, namespace, "train-kubeconfig"),
+        timeout=15,
+        what="the kubeconfig Secret",
+    )
+    assert secret.metadata.owner_references[0].uid == obj["metadata"]["uid"]
+    kubeconfig = base64.b64decode(secret.data["kubeconfig"])
+    assert yaml.safe_load(kubeconfig)["kind"] == "Config"
+    path = write_private_file(tmp_path / "tenant.kubeconfig", kubeconfig)
+    version = client.VersionApi(api_client(path)).get_code()
+    assert version.major == "1"
+
+    reasons = {e.reason for e in gpuclusters.events(namespace, "train")}
+    assert {"Creating", "Created", "PhaseChanged", "KubeconfigWritten"} <= reasons
+
+    gpuclusters.delete(namespace, "train")
+    wait_for(
+        lambda: gpuclusters.get(namespace, "train") is None,
+        timeout=30,
+        what="the GPUCluster to be gone",
+    )
+    [after] = simulator.clusters_named(f"{namespace}-train")
+    assert after["deleted"] is True
+    assert _secret_or_none(gpuclusters, namespace, "train-kubeconfig") is None
+
+
+def _secret_or_none(gpuclusters: GPUClusters, namespace: str, name: str) -> Any:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return gpuclusters.core.read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def test_scaling_gpus_and_preemptible_allocation_lagging_desired(
+    operator: OperatorProcess,
+    simulator: Simulator,
+    gpuclusters: GPUClusters,
+    namespace: str,
+) -> None:
+    region, gpu = "us-central-4", "L40_PCIE"
+    # Only 8 preemptible GPUs in stock: 16 desired can only be half allocated.
+    simulator.admin.put(
+        "/stock", json={"region": region, "gpu_type": gpu, "preemptible_gpus": 8}
+    ).raise_for_status()
+    gpuclusters.create(namespace, "scale", region=region, gpuType=gpu)
+    gpuclusters.wait_condition(namespace, "scale", "Ready", "True")
+
+    gpuclusters.patch_spec(namespace, "scale", {"numGpus": 16, "numPreemptibleGpus": 16})
+
+    def scaled() -> dict[str, Any] | None:
+        obj = gpuclusters.get(namespace, "scale") or {}
+        status = obj.get("status", {})
+        done = (
+            status.get("numGpus") == 16
+            and status.get("desiredPreemptibleGpus") == 16
+            and status.get("allocatedPreemptibleGpus") == 8
+            and status.get("state") == "Ready"
+        )
+        return status if done else None
+
+    status = wait_for(scaled, timeout=30, what="16 GPUs with 8/16 preemptible")
+    assert status["preemptible"] == "8/16"
+    assert status["workerNodes"] == 3  # 16 on-demand + 8 preemptible GPUs, 8 per node
+    ready = gpuclusters.condition(namespace, "scale", "Ready")
+    assert ready is not None
+    assert "8 of 16 preemptible GPUs allocated" in ready["message"]
+
+    simulator.admin.put(
+        "/stock", json={"region": region, "gpu_type": gpu, "preemptible_gpus": 64}
+    ).raise_for_status()
+    wait_for(
+        lambda: (
+            (gpuclusters.get(namespace, "scale") or {}).get("status", {}).get("preemptible")
+            == "16/16"
+        ),
+        timeout=30,
+        what="the allocation to catch up to 16/16",
+    )
+    reasons = {e.reason for e in gpuclusters.events(namespace, "scale")}
+    assert "Updating" in reasons
+    gpuclusters.delete(namespace, "scale")
+    wait_for(
+        lambda: gpuclusters.get(namespace, "scale") is None,
+        timeout=30,
+        what="the GPUCluster to be gone",
+    )
+
+
+def test_orphan_policy_releases_the_object_and_keeps_the_cluster(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.create(namespace, "keep", deletionPolicy="Orphan")
+    gpuclusters.wait_condition(namespace, "keep", "Ready", "True")
+    gpuclusters.delete(namespace, "keep")
+    wait_for(
+        lambda: gpuclusters.get(namespace, "keep") is None,
+        timeout=30,
+        what="the orphaned GPUCluster to be gone",
+    )
+    [kept] = simulator.clusters_named(f"{namespace}-keep")
+    assert kept["deleted"] is False
+    assert kept["cluster"]["status"] == "Ready"
+
+
+def test_adoption_through_spec_cluster_id_creates_nothing(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    import httpx
+
+    from tests.integration.conftest import API_KEY
+
+    name = unique("made-elsewhere")
+    created = httpx.post(
+        f"{simulator.base_url}/v1/compute/clusters",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={
+            "cluster_name": name,
+            "region": "us-central-8",
+            "gpu_type": "H100_SXM",
+            "num_gpus": 8,
+            "billing_type": "ON_DEMAND",
+            "cuda_version": "12.5",
+            "nvidia_driver_version": "555",
+        },
+        timeout=10,
+    ).json()
+    creates_before = simulator.request_count("GPUClusterService_Create")
+
+    gpuclusters.create(namespace, "adopted", clusterId=created["cluster_id"], clusterName=name)
+    gpuclusters.wait_condition(namespace, "adopted", "Ready", "True")
+    obj = gpuclusters.get(namespace, "adopted")
+    assert obj is not None
+    assert obj["status"]["clusterId"] == created["cluster_id"]
+    assert simulator.request_count("GPUClusterService_Create") == creates_before
+    assert len(simulator.clusters_named(name)) == 1
+
+    # clusterId may be set once: changing it is refused by the API server.
+    from kubernetes.client.rest import ApiException
+
+    try:
+        gpuclusters.patch_spec(namespace, "adopted", {"clusterId": "another"})
+        raise AssertionError("changing spec.clusterId was accepted")
+    except ApiException as error:
+        assert error.status == 422
+        assert "spec.clusterId may be set once" in error.body
+
+
+def test_foreign_secret_is_left_untouched_and_reported(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.core.create_namespaced_secret(
+        namespace,
+        {"metadata": {"name": "mine-kubeconfig"}, "stringData": {"kubeconfig": "someone else's"}},
+    )
+    gpuclusters.create(namespace, "mine")
+    stalled = gpuclusters.wait_condition(
+        namespace, "mine", "Stalled", "True", reason="KubeconfigSecretConflict"
+    )
+    assert "mine-kubeconfig" in stalled["message"]
+    secret = gpuclusters.core.read_namespaced_secret("mine-kubeconfig", namespace)
+    assert base64.b64decode(secret.data["kubeconfig"]) == b"someone else's"
+    assert not secret.metadata.owner_references
+    assert "KubeconfigSecretConflict" in {e.reason for e in gpuclusters.events(namespace, "mine")}
+
+    # Once the foreign Secret is gone, the operator writes its own and becomes Ready.
+    gpuclusters.core.delete_namespaced_secret("mine-kubeconfig", namespace)
+    gpuclusters.wait_condition(namespace, "mine", "Ready", "True")
+    gpuclusters.delete(namespace, "mine")
+    wait_for(
+        lambda: gpuclusters.get(namespace, "mine") is None,
+        timeout=30,
+        what="the GPUCluster to be gone",
+    )
