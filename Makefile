@@ -32,5 +32,9 @@ pytest: $(STAMP) tools
 ## The one test command: lint, type-check, then the whole suite on a real control plane.
 test: lint typecheck pytest
 
+## The demo: the local stack with a GPUCluster going to Ready; Ctrl-C cleans up.
+demo: $(STAMP) tools
+	bash scripts/demo.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -55,3 +55,26 @@ def pids_whose_cmdline_contains(fragment: str) -> list[int]:
         if fragment.encode() in cmdline and state != "Z":
             pids.append(int(proc.name))
     return pids
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live direct children of ``parent``."""
+    children = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().split(") ", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            children.append(int(proc.name))
+    return children
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"

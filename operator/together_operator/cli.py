@@ -37,12 +37,24 @@ _STATE_DIR = click.option(
 
 @dev.command("up")
 @_STATE_DIR
-def dev_up(state_dir: Path | None) -> None:
-    """Start the local stack; prints `export` lines for `eval "$(together-operator dev up)"`."""
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Simulator lifecycle speed: 1 takes about a minute from create to Ready.",
+)
+@click.option("--no-operator", is_flag=True, help="Leave the operator out (run it yourself).")
+def dev_up(state_dir: Path | None, speed: float, no_operator: bool) -> None:
+    """Start the local stack (control plane, Together simulator, operator) in the background.
+
+    Prints `export` lines for `eval "$(together-operator dev up)"`.
+    """
     from together_operator.devenv import stack
 
+    options = stack.StackOptions(speed=speed, with_operator=not no_operator)
     try:
-        click.echo(stack.up(state_dir or stack.default_state_dir(), _progress), nl=False)
+        click.echo(stack.up(state_dir or stack.default_state_dir(), _progress, options), nl=False)
     except (stack.DevStackError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
 

@@ -2,17 +2,23 @@
 
 Every status is built by the operator's own code: Together's answer goes through
 ``mirror_cluster`` and the planner / ``verdict_for_cluster`` / ``error_reason``, and the
-conditions through ``conditions_for``. The only hand-written part is which verdict the
-reconciler reports for a planned action (as ``Reconciler._act`` does), so a change in how
-the operator computes conditions changes what these health tests see.
+conditions through ``conditions_for``; failed calls through the reconciler's own
+``_error_verdict``. The only hand-written part is which verdict the reconciler reports for a
+planned stall or update (as ``Reconciler._act`` does), so a change in how the operator
+computes conditions changes what these health tests see.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
-from together_operator.controller.reconciler import CLUSTER_ID_ANNOTATION, error_reason
+from together_operator.controller.reconciler import (
+    CLUSTER_ID_ANNOTATION,
+    GPUClusterObject,
+    ObjectMemory,
+    Reconciler,
+)
 from together_operator.gpucluster import plan
 from together_operator.gpucluster.spec import FINALIZER, GROUP, VERSION, GPUClusterSpec
 from together_operator.gpucluster.status import (
@@ -22,6 +28,7 @@ from together_operator.gpucluster.status import (
     rfc3339,
     verdict_for_cluster,
 )
+from together_operator.settings import OperatorSettings
 from together_operator.together.errors import RateLimited, TogetherError, Unauthorized
 from together_operator.together.models import ClusterStatus, GPUClusterInfo
 
@@ -84,9 +91,13 @@ def gpucluster(
 
 
 def error_verdict(error: TogetherError) -> Verdict:
-    """What the reconciler reports after a failed call (``Reconciler._error_verdict``)."""
-    reason, heals = error_reason(error)
-    return Verdict(False, heals, not heals, reason, str(error), sync_error=(reason, str(error)))
+    """What the reconciler reports after a failed call: its own ``_error_verdict``, which
+    touches nothing but the settings and the per-object memory handed to it."""
+    reconciler = Reconciler(cast(Any, None), cast(Any, None), OperatorSettings())
+    body = gpucluster(Verdict(False, True, False, "Provisioning", "starting"), None)
+    return reconciler._error_verdict(
+        GPUClusterObject.from_body(body), ObjectMemory(), error, lambda *_: None
+    )
 
 
 def planned_verdict(action: plan.Action) -> Verdict:

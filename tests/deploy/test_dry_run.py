@@ -53,13 +53,23 @@ def restricted_namespace(kubectl: Path, kube: KubeTarget) -> Iterator[str]:
     """A fresh namespace enforcing the restricted Pod Security Standard; the CRD installed."""
     name = f"deploy-test-{uuid.uuid4().hex[:8]}"
     labels = {f"pod-security.kubernetes.io/{m}": "restricted" for m in ("enforce", "warn", "audit")}
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    namespace["metadata"]["labels"] = labels  # type: ignore[index]
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    }
     applied_cleanly(apply(kubectl, kube, yaml.safe_dump(namespace), dry_run=False))
     applied_cleanly(apply(kubectl, kube, CRD_SOURCE.read_text(), dry_run=False))
     run_tool(
-        [kubectl, "--kubeconfig", kube.kubeconfig, "wait", "--for=condition=Established"]
-        + ["--timeout=60s", "crd/gpuclusters.compute.together.ai"],
+        [
+            kubectl,
+            "--kubeconfig",
+            kube.kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gpuclusters.compute.together.ai",
+        ],
         timeout=90,
     )
     yield name
@@ -87,7 +97,7 @@ def test_kustomize_output_passes_server_dry_run_without_warnings(
     assert {"Namespace", "Deployment", "ClusterRoleBinding", "CustomResourceDefinition"} <= kinds
     result = apply(kubectl, kube, manifests, dry_run=True)
     applied_cleanly(result)
-    assert f"deployment.apps/together-operator serverside-applied (server dry run)" in result.stdout
+    assert "deployment.apps/together-operator serverside-applied (server dry run)" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -121,4 +131,5 @@ def test_pod_security_warns_about_a_pod_that_is_not_restricted(
         del container["securityContext"]
     result = apply(kubectl, kube, yaml.safe_dump(deployment), dry_run=True)
     assert result.returncode == 0, result.stderr
-    assert "Warning:" in result.stderr and "restricted" in result.stderr, result.stderr
+    assert "Warning:" in result.stderr, result.stderr
+    assert 'violate PodSecurity "restricted' in result.stderr, result.stderr

@@ -14,7 +14,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +136,7 @@ def localize(command: str, paths: dict[str, Path]) -> str:
 
 
 @pytest.fixture(scope="module")
-def replayed_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+def replayed_image(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
     """The Dockerfile's builder and final stages, replayed into a temporary root."""
     builder, final = dockerfile_stages(DOCKERFILE.read_text())
     root = tmp_path_factory.mktemp("image")
@@ -174,7 +173,7 @@ def replayed_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replaye
                     check=False,
                 )
                 assert result.returncode == 0, f"RUN {args}\nas: {command}\n{result.stderr[-3000:]}"
-    yield Replayed(
+    return Replayed(
         venv=paths["/opt/venv"],
         entrypoint=json.loads(final.last("ENTRYPOINT")),
         cmd=json.loads(final.last("CMD")),
@@ -210,7 +209,8 @@ def test_image_install_holds_only_the_wheels_and_no_pip(replayed_image: Replayed
 def test_entrypoint_and_run_help_work_without_writing_files(replayed_image: Replayed) -> None:
     before = files_under(replayed_image.venv)
     top = run_entrypoint(replayed_image, "--help")
-    assert "run" in top and "crd" in top
+    assert "run" in top
+    assert "crd" in top
     run_help = run_entrypoint(replayed_image, *replayed_image.cmd, "--help")
     assert "--all-namespaces" in run_help
     assert files_under(replayed_image.venv) == before

@@ -100,7 +100,8 @@ def test_helm_watch_namespaces_become_flags_and_namespaced_roles(helm: Path) -> 
         "--namespace=team-a",
         "--namespace=team-b",
     ]
-    assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
+    assert not of_kind(objects, "ClusterRole")
+    assert not of_kind(objects, "ClusterRoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == [
         "team-a",
         "team-b",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import use_existing_cluster
-from tests.support import pids_whose_cmdline_contains
+from tests.support import child_pids, pid_alive, pids_whose_cmdline_contains
 from together_operator.devenv.toolchain import KUBECTL, resolve_binary
 
 pytestmark = pytest.mark.skipif(
@@ -34,7 +34,12 @@ def test_dev_up_then_kubectl_then_dev_down_leaves_nothing(tmp_path: Path) -> Non
         "$KUBECTL" get --raw /readyz
         echo
         echo "kubeconfig=$KUBECONFIG"
+        curl -sf -H "Authorization: Bearer $TOGETHER_API_KEY" \
+            "$TOGETHER_BASE_URL/v1/compute/regions" | head -c 12
+        echo
+        "$KUBECTL" get crd gpuclusters.compute.together.ai -o name
     """
+    supervisor, components = 0, []
     try:
         up = subprocess.run(
             ["bash", "-c", script],
@@ -50,7 +55,14 @@ def test_dev_up_then_kubectl_then_dev_down_leaves_nothing(tmp_path: Path) -> Non
         assert (
             lines[1] == f"kubeconfig={state_dir / 'control-plane' / 'users' / 'admin.kubeconfig'}"
         )
-        assert len(pids_whose_cmdline_contains(str(state_dir))) == 3  # supervisor, etcd, apiserver
+        assert lines[2] == '{"regions": '  # the simulator answers with the exported key
+        assert (
+            lines[3]
+            == "customresourcedefinition.apiextensions.k8s.io/gpuclusters.compute.together.ai"
+        )
+        supervisor = int((state_dir / "supervisor.pid").read_text())
+        components = child_pids(supervisor)
+        assert len(components) == 4  # etcd, kube-apiserver, simulator, operator
         # Progress went to stderr: on stdout it would have broken the `eval` above.
         assert "starting etcd" in up.stderr
     finally:
@@ -64,4 +76,5 @@ def test_dev_up_then_kubectl_then_dev_down_leaves_nothing(tmp_path: Path) -> Non
         )
     assert down.returncode == 0, down.stderr
     assert pids_whose_cmdline_contains(str(state_dir)) == []
+    assert [pid for pid in [supervisor, *components] if pid_alive(pid)] == []
     assert not (state_dir / "env.sh").exists()

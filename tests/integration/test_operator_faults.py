@@ -1,4 +1,4 @@
-"""Together misbehaves: the operator reports it, backs off, recovers, and never doubles a cluster."""
+"""Together misbehaves: the operator reports it, backs off, recovers, never doubles a cluster."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import base64
 import uuid
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -197,12 +198,10 @@ def test_adoption_through_spec_cluster_id_creates_nothing(
     # clusterId may be set once: changing it is refused by the API server.
     from kubernetes.client.rest import ApiException
 
-    try:
+    with pytest.raises(ApiException) as refused:
         gpuclusters.patch_spec(namespace, "adopted", {"clusterId": "another"})
-        raise AssertionError("changing spec.clusterId was accepted")
-    except ApiException as error:
-        assert error.status == 422
-        assert "spec.clusterId may be set once" in error.body
+    assert refused.value.status == 422
+    assert "spec.clusterId may be set once" in refused.value.body
 
 
 def test_foreign_secret_is_left_untouched_and_reported(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from together_operator.gpucluster.plan import is_transitional
 from together_operator.together.client import TogetherClient
-from together_operator.together.errors import RateLimited, TogetherError
+from together_operator.together.errors import RetryLater, TogetherError
 from together_operator.together.models import GPUClusterInfo
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class FleetObserver:
                     is_transitional(c) for c in snapshot.clusters.values()
                 )
                 delay = self.policy.interval(changing)
-            except RateLimited as error:
+            except RetryLater as error:
                 delay = max(error.retry_after or 0.0, self._error_backoff())
             except TogetherError:
                 delay = self._error_backoff()

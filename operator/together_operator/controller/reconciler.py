@@ -48,6 +48,7 @@ from together_operator.together.errors import (
     InvalidRequest,
     NotFound,
     RateLimited,
+    RetryLater,
     ServerError,
     TogetherError,
     Unauthorized,
@@ -562,7 +563,7 @@ class Reconciler:
             memory.failure_generation = obj.generation
         if not backoff:
             delay = 0.0
-        elif isinstance(error, RateLimited) and error.retry_after is not None:
+        elif isinstance(error, RetryLater) and error.retry_after is not None:
             delay = error.retry_after
         elif heals:
             delay = min(

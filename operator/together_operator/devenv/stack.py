@@ -19,12 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from together_operator.devenv.controlplane import ControlPlane
+import httpx
+
+from together_operator.devenv.controlplane import ControlPlane, free_loopback_port
 from together_operator.devenv.kubeconfig import write_private_file
+from together_operator.devenv.processes import ManagedProcess, spawn
 from together_operator.devenv.toolchain import (
     CONTROL_PLANE_TOOLS,
+    KUBECTL,
     asset_environment,
     ensure_binaries,
+    resolve_binary,
 )
 
 SUPERVISOR_MODULE = "together_operator.devenv.stack"
@@ -87,7 +92,12 @@ def _supervisor_pid(files: StackFiles) -> int | None:
     return pid if SUPERVISOR_MODULE.encode() in cmdline else None
 
 
-def up(state_dir: Path, progress: ProgressFn, timeout: float = 120.0) -> str:
+def up(
+    state_dir: Path,
+    progress: ProgressFn,
+    options: StackOptions | None = None,
+    timeout: float = 120.0,
+) -> str:
     """Start the stack (or find it running) and return its export lines."""
     files = StackFiles(state_dir)
     if _supervisor_pid(files) is not None and files.env.exists():
@@ -96,10 +106,16 @@ def up(state_dir: Path, progress: ProgressFn, timeout: float = 120.0) -> str:
     binaries = ensure_binaries(CONTROL_PLANE_TOOLS, progress)
     state_dir.mkdir(parents=True, exist_ok=True)
     files.env.unlink(missing_ok=True)
-    progress("starting etcd and kube-apiserver on 127.0.0.1 ...")
+    progress("starting etcd, kube-apiserver, the Together simulator and the operator ...")
     with files.log.open("ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR_MODULE, str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                SUPERVISOR_MODULE,
+                str(state_dir),
+                *(options or StackOptions()).argv(),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -153,7 +169,123 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log written)"
 
 
-def supervise(state_dir: Path) -> None:
+@dataclass(frozen=True)
+class StackOptions:
+    """Knobs of the local stack (passed to the supervisor on its command line)."""
+
+    speed: float = 1.0
+    with_operator: bool = True
+
+    def argv(self) -> list[str]:
+        return [f"--speed={self.speed}"] + ([] if self.with_operator else ["--no-operator"])
+
+    @classmethod
+    def parse(cls, argv: list[str]) -> StackOptions:
+        speed = next((float(a.split("=", 1)[1]) for a in argv if a.startswith("--speed=")), 1.0)
+        return cls(speed=speed, with_operator="--no-operator" not in argv)
+
+
+DEV_API_KEY = "sim-key"
+
+
+def _cli(*args: str) -> list[str]:
+    """Run our own CLI as a child (by module, so it works from any virtualenv)."""
+    return [sys.executable, "-m", "together_operator.cli", *args]
+
+
+def _wait_http_ok(url: str, process: ManagedProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise DevStackError(
+                f"{process.name} exited with code {process.popen.returncode}; last lines of "
+                f"{process.log_path}:\n{process.log_tail()}"
+            )
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise DevStackError(f"{process.name} did not answer {url} within {timeout:.0f}s")
+
+
+def _install_crd(kubeconfig: Path, log_dir: Path) -> None:
+    """`together-operator crd | kubectl apply -f -` (by command: devenv imports no operator)."""
+    crd = subprocess.run(_cli("crd"), capture_output=True, check=True).stdout
+    kubectl = resolve_binary(KUBECTL)
+    applied = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", "apply", "--server-side", "-f", "-"],
+        input=crd,
+        capture_output=True,
+        check=False,
+    )
+    (log_dir / "crd-apply.log").write_bytes(applied.stdout + applied.stderr)
+    if applied.returncode != 0:
+        raise DevStackError(f"installing the GPUCluster CRD failed: {applied.stderr.decode()}")
+    subprocess.run(
+        [
+            str(kubectl),
+            f"--kubeconfig={kubeconfig}",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gpuclusters.compute.together.ai",
+        ],
+        capture_output=True,
+        check=True,
+    )
+
+
+def _start_components(
+    plane: ControlPlane, files: StackFiles, options: StackOptions
+) -> tuple[list[ManagedProcess], dict[str, str]]:
+    logs = files.root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _install_crd(plane.kubeconfig, logs)
+    # The simulator hands out a kubeconfig for this very control plane, so the Secret the
+    # operator writes is one that really works.
+    tenant = plane.mint_user("tenant-admin", ["system:masters"], name="tenant")
+    sim_port = free_loopback_port()
+    base_url = f"http://127.0.0.1:{sim_port}"
+    simulator = spawn(
+        "simulator",
+        _cli(
+            "simulator",
+            f"--port={sim_port}",
+            f"--api-key={DEV_API_KEY}",
+            f"--speed={options.speed}",
+            f"--state-file={files.root / 'simulator-state.json'}",
+            f"--tenant-kubeconfig={tenant}",
+        ),
+        logs / "simulator.log",
+    )
+    components = [simulator]
+    _wait_http_ok(f"{base_url}/_sim/health", simulator)
+    variables = {
+        "KUBECONFIG": str(plane.kubeconfig),
+        "TOGETHER_BASE_URL": base_url,
+        "TOGETHER_API_KEY": DEV_API_KEY,
+    }
+    if options.with_operator:
+        liveness = free_loopback_port()
+        operator = spawn(
+            "operator",
+            _cli(
+                "run",
+                f"--liveness-port={liveness}",
+                "--fast-poll-seconds=2",
+                "--slow-poll-seconds=15",
+            ),
+            logs / "operator.log",
+            env={**os.environ, **variables},
+        )
+        components.append(operator)
+        _wait_http_ok(f"http://127.0.0.1:{liveness}/healthz", operator)
+    return components, variables
+
+
+def supervise(state_dir: Path, options: StackOptions) -> None:
     """Run every component until SIGTERM / SIGINT, then stop them in reverse order."""
     files = StackFiles(state_dir)
     write_private_file(files.pid, f"{os.getpid()}\n".encode())
@@ -165,25 +297,32 @@ def supervise(state_dir: Path) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    # Each `dev up` starts from an empty etcd: a dev stack is disposable.
+    # Each `dev up` starts from an empty etcd and an empty Together: a dev stack is disposable.
     shutil.rmtree(files.control_plane, ignore_errors=True)
+    (files.root / "simulator-state.json").unlink(missing_ok=True)
+    components: list[ManagedProcess] = []
+    control_plane: ControlPlane | None = None
     try:
         control_plane = ControlPlane.start(files.control_plane)
-    except BaseException:
-        files.pid.unlink(missing_ok=True)
-        raise
-    try:
-        variables = {"KUBECONFIG": str(control_plane.kubeconfig)}
+        print(f"kube-apiserver {control_plane.server}", flush=True)
+        components, variables = _start_components(control_plane, files, options)
         write_private_file(files.env, export_lines(variables).encode())
-        print(f"ready: kube-apiserver {control_plane.server}", flush=True)
+        print(f"ready: Together simulator {variables['TOGETHER_BASE_URL']}", flush=True)
         while not stopping:
             time.sleep(0.5)  # a signal interrupts the sleep; the flag is re-checked
+            for component in components:
+                if not component.running():
+                    print(f"{component.name} exited; see {component.log_path}", flush=True)
+                    stopping = True
     finally:
         files.env.unlink(missing_ok=True)
-        control_plane.stop()
+        for component in reversed(components):
+            component.stop()
+        if control_plane is not None:
+            control_plane.stop()
         files.pid.unlink(missing_ok=True)
         print("stopped", flush=True)
 
 
 if __name__ == "__main__":
-    supervise(Path(sys.argv[1]))
+    supervise(Path(sys.argv[1]), StackOptions.parse(sys.argv[2:]))

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from together_operator.together.errors import (
     AmbiguousCreate,
     NotFound,
-    RateLimited,
+    RetryLater,
     ServerError,
     TogetherError,
     TransportError,
@@ -52,7 +52,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: TogetherError) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        if isinstance(error, RateLimited) and error.retry_after is not None:
+        if isinstance(error, RetryLater) and error.retry_after is not None:
             return min(error.retry_after, self.max_delay)
         backoff = min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay)
         return backoff * random.uniform(0.5, 1.0)  # jitter: spread a fleet's retries
@@ -181,8 +181,9 @@ class TogetherClient:
         except httpx.HTTPError as error:
             self._observe(operation, 0, started)
             reason = f"no answer from Together ({type(error).__name__})"
-            if not idempotent and not isinstance(error, httpx.ConnectError):
-                # The request may have reached Together; only a refused connection proves not.
+            never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
+            if not idempotent and not never_sent:
+                # The request may have reached Together; only a failed connect proves not.
                 raise AmbiguousCreate(
                     f"{reason}; the request may or may not have been applied",
                     operation=operation,

@@ -54,8 +54,8 @@ class Conflict(TogetherError):
         return "out of stock" in self.message.lower()
 
 
-class RateLimited(TogetherError):
-    """429: slow down; ``retry_after`` seconds when Together said so."""
+class RetryLater(TogetherError):
+    """An answer that says "come back later", with ``retry_after`` seconds when given."""
 
     retryable = True
 
@@ -64,10 +64,12 @@ class RateLimited(TogetherError):
         self.retry_after = retry_after
 
 
-class ServerError(TogetherError):
-    """5xx: Together's side failed; usually transient."""
+class RateLimited(RetryLater):
+    """429: slow down; ``retry_after`` seconds when Together said so."""
 
-    retryable = True
+
+class ServerError(RetryLater):
+    """5xx: Together's side failed; usually transient (503 may carry Retry-After)."""
 
 
 class TransportError(TogetherError):
@@ -98,5 +100,5 @@ def error_for_status(
     if status == 429:
         return RateLimited(message, status=status, operation=operation, retry_after=retry_after)
     if status >= 500:
-        return ServerError(message, status=status, operation=operation)
+        return ServerError(message, status=status, operation=operation, retry_after=retry_after)
     return kinds.get(status, InvalidRequest)(message, status=status, operation=operation)
