@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Find or build etcd, kube-apiserver and kubectl (cached in ~/.cache/together-operator).
+## Find or build etcd, kube-apiserver, kubectl and helm (cached in ~/.cache/together-operator).
 tools: $(STAMP)
-	$(BIN)/together-operator dev tools
+	$(BIN)/together-operator dev tools --with-helm
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests

@@ -69,12 +69,21 @@ def dev_down(state_dir: Path | None) -> None:
 
 
 @dev.command("tools")
-def dev_tools() -> None:
+@click.option(
+    "--with-helm", is_flag=True, help="Also find or build helm (the deploy tests use it)."
+)
+def dev_tools(with_helm: bool) -> None:
     """Find or build etcd, kube-apiserver and kubectl; print where each one is."""
-    from together_operator.devenv.toolchain import ToolchainError, ensure_binaries
+    from together_operator.devenv.toolchain import (
+        CONTROL_PLANE_TOOLS,
+        HELM,
+        ToolchainError,
+        ensure_binaries,
+    )
 
+    tools = (*CONTROL_PLANE_TOOLS, HELM) if with_helm else CONTROL_PLANE_TOOLS
     try:
-        for name, path in ensure_binaries(progress=_progress).items():
+        for name, path in ensure_binaries(tools, progress=_progress).items():
             click.echo(f"{name}\t{path}")
     except ToolchainError as error:
         raise click.ClickException(str(error)) from error
@@ -231,6 +240,12 @@ def simulator(
     default=None,
     help="Serve kopf's /healthz liveness endpoint on this port.",
 )
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus /metrics on this port [env TOGETHER_OPERATOR_METRICS_PORT].",
+)
 def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
@@ -239,6 +254,7 @@ def run(
     slow_poll_seconds: float | None,
     log_format: str | None,
     liveness_port: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run the operator (reads KUBECONFIG or the in-cluster config, TOGETHER_API_KEY)."""
     from together_operator.controller.runner import run_operator
@@ -251,6 +267,7 @@ def run(
         "fast_poll_seconds": fast_poll_seconds,
         "slow_poll_seconds": slow_poll_seconds,
         "log_format": log_format,
+        "metrics_port": metrics_port,
     }
     settings = OperatorSettings(
         namespaces=list(namespaces),

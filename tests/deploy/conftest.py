@@ -8,6 +8,20 @@ import pytest
 
 from together_operator.devenv.toolchain import HELM, KUBECTL, resolve_binary
 
+#: Fixtures that may build or download for minutes on a cold machine (helm and the kstatus
+#: program from the Go module proxy, the image's wheels from the package index).
+SLOW_SETUP = {"helm", "kstatus", "replayed_image"}
+SLOW_SETUP_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if here in Path(str(item.fspath)).parents and uses & SLOW_SETUP:
+            # pytest-timeout counts fixture setup: give the first user of a cold tool room.
+            item.add_marker(pytest.mark.timeout(SLOW_SETUP_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def kubectl() -> Path:

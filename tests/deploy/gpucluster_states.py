@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, cast
 
+from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.reconciler import (
     CLUSTER_ID_ANNOTATION,
     GPUClusterObject,
@@ -93,7 +94,12 @@ def gpucluster(
 def error_verdict(error: TogetherError) -> Verdict:
     """What the reconciler reports after a failed call: its own ``_error_verdict``, which
     touches nothing but the settings and the per-object memory handed to it."""
-    reconciler = Reconciler(cast(Any, None), cast(Any, None), OperatorSettings())
+    reconciler = Reconciler(
+        kube=cast(Any, None),
+        fleet=cast(Any, None),
+        settings=OperatorSettings(),
+        metrics=OperatorMetrics(),
+    )
     body = gpucluster(Verdict(False, True, False, "Provisioning", "starting"), None)
     return reconciler._error_verdict(
         GPUClusterObject.from_body(body), ObjectMemory(), error, lambda *_: None

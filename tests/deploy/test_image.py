@@ -115,6 +115,18 @@ def test_final_stage_is_slim_non_root_and_runs_the_operator() -> None:
     assert not any(re.search(r"\b(apt-get|apk|gcc|build-essential)\b", r) for r in final.all("RUN"))
 
 
+def test_build_context_holds_what_the_builder_copies() -> None:
+    """.dockerignore excludes everything but what COPY needs: keep the two in step."""
+    kept = {
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    builder = dockerfile_stages(DOCKERFILE.read_text())[0]
+    copied = {source for args in builder.all("COPY") for source in shlex.split(args)[:-1]}
+    assert copied == kept
+
+
 @dataclass(frozen=True)
 class Replayed:
     venv: Path
@@ -198,7 +210,7 @@ def files_under(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
 
 
-def test_image_install_holds_only_the_wheels_and_no_pip(replayed_image: Replayed) -> None:
+def test_image_venv_holds_the_operator_precompiled_and_no_pip(replayed_image: Replayed) -> None:
     site = next((replayed_image.venv / "lib").glob("python3*/site-packages"))
     assert (site / "together_operator").is_dir()
     assert not (replayed_image.venv / "bin" / "pip").exists()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import (
+    CHART,
     CRD_COPIES,
     CRD_SOURCE,
     REPO,
@@ -20,6 +21,7 @@ from tests.deploy.manifests import (
     of_kind,
     only,
     operator_container,
+    run_tool,
 )
 
 
@@ -160,6 +162,10 @@ def test_helm_metrics_service_and_optional_service_monitor(helm: Path) -> None:
     without = load_objects(helm_template(helm, "metrics.enabled=false"))
     assert not of_kind(without, "Service")
     assert not [a for a in operator_container(without)["args"] if "metrics" in a]
+
+
+def test_chart_passes_helm_lint_strict(helm: Path) -> None:
+    assert "0 chart(s) failed" in run_tool([helm, "lint", "--strict", CHART])
 
 
 def test_helm_rejects_values_outside_its_schema(helm: Path) -> None:

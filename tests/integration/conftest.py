@@ -19,10 +19,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.deploy.manifests import kustomize, load_objects, run_tool
 from tests.support import KubeTarget, api_client, wait_for
+from together_operator.devenv.controlplane import free_loopback_port
+from together_operator.devenv.kubeconfig import write_kubeconfig
+from together_operator.devenv.toolchain import KUBECTL, resolve_binary
 from together_operator.gpucluster.crd import crd_manifest
 from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
@@ -115,6 +120,7 @@ class OperatorProcess:
     base_url: str
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=free_loopback_port)
     popen: subprocess.Popen[bytes] | None = None
     runs: int = 0
 
@@ -129,6 +135,8 @@ class OperatorProcess:
             TOGETHER_OPERATOR_SLOW_POLL_SECONDS="3",
             TOGETHER_OPERATOR_RESYNC_SECONDS="0.5",
             TOGETHER_OPERATOR_CREATE_GRACE_SECONDS="4",
+            TOGETHER_OPERATOR_CREDENTIALS_TTL_SECONDS="1",
+            TOGETHER_OPERATOR_METRICS_PORT=str(self.metrics_port),
             **self.extra_env,
         )
         env.pop("USE_EXISTING_CLUSTER", None)
@@ -163,15 +171,49 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
+def operator_identity(
+    kube: KubeTarget, gpucluster_crd: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A kubeconfig for the exact identity deploy/ creates: its ServiceAccount, bound by its
+    RBAC, authenticated with a token from the TokenRequest API (as in a Pod)."""
+    kubectl = resolve_binary(KUBECTL)
+    identity_kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    objects = [o for o in load_objects(kustomize(kubectl)) if o["kind"] in identity_kinds]
+    run_tool(
+        [kubectl, f"--kubeconfig={kube.kubeconfig}", "apply", "--server-side", "-f", "-"],
+        stdin=yaml.safe_dump_all(objects),
+    )
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    name, namespace = account["metadata"]["name"], account["metadata"]["namespace"]
+    core = client.CoreV1Api(api_client(kube.kubeconfig))
+    token = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 4 * 3600}}
+    ).status.token
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    current = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c for c in admin["clusters"] if c["name"] == current["context"]["cluster"])
+    user = f"system:serviceaccount:{namespace}:{name}"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": user}}],
+        "current-context": "operator",
+    }
+    return write_kubeconfig(tmp_path_factory.mktemp("identity") / "operator.kubeconfig", document)
+
+
+@pytest.fixture(scope="session")
 def operator(
-    kube: KubeTarget,
-    gpucluster_crd: dict[str, Any],
+    operator_identity: Path,
     simulator: Simulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    """The operator, watching every namespace, with the admin identity."""
+    """The operator, watching every namespace, as deploy/'s ServiceAccount (least privilege:
+    every integration test doubles as a proof that its RBAC suffices)."""
     process = OperatorProcess(
-        kube.kubeconfig, simulator.base_url, tmp_path_factory.mktemp("operator-logs")
+        operator_identity, simulator.base_url, tmp_path_factory.mktemp("operator-logs")
     )
     process.start()
     yield process

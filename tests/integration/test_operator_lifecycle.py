@@ -28,6 +28,15 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
 ) -> None:
     gpuclusters.create(namespace, "train", numPreemptibleGpus=8)
     gpuclusters.wait_condition(namespace, "train", "Ready", "True")
+    # Preemptible GPUs are allocated after the cluster is Ready, asynchronously.
+    wait_for(
+        lambda: (
+            (gpuclusters.get(namespace, "train") or {}).get("status", {}).get("preemptible")
+            == "8/8"
+        ),
+        timeout=20,
+        what="8/8 preemptible GPUs",
+    )
 
     obj = gpuclusters.get(namespace, "train")
     assert obj is not None

@@ -14,6 +14,7 @@ import kopf
 
 from together_operator.controller.fleet import Fleet, PollPolicy
 from together_operator.controller.kube import KubeApi, load_api_client
+from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.reconciler import (
     EventFn,
     GPUClusterObject,
@@ -25,6 +26,8 @@ from together_operator.settings import OperatorSettings
 from together_operator.together.client import TogetherClient
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+DELETION_WAIT_MESSAGE = "waiting for the Together cluster to be deleted"
+logger = logging.getLogger("together_operator")
 
 
 def _object_memory(memo: kopf.Memo) -> ObjectMemory:
@@ -36,8 +39,12 @@ def _object_memory(memo: kopf.Memo) -> ObjectMemory:
 
 
 def _events_for(body: kopf.Body) -> EventFn:
+    where = f"{body.metadata.namespace}/{body.metadata.name}"
+
     def post(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
+        level = logging.WARNING if kind == "Warning" else logging.INFO
+        logger.log(level, "%s: %s: %s", where, reason, message)
 
     return post
 
@@ -61,6 +68,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         )
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
+        # No watching of CRDs and namespaces: least privilege (no cluster-wide read of
+        # customresourcedefinitions); the GPUCluster CRD must exist when the operator starts.
+        settings.scanning.disabled = True
         memo["reconciler"] = _build_reconciler(operator_settings)
 
     operator_settings = settings
@@ -88,18 +98,23 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             GPUClusterObject.from_body(body), _object_memory(memo), _events_for(body)
         )
         if delay is not None:
-            raise kopf.TemporaryError("waiting for the Together cluster to be deleted", delay=delay)
+            raise kopf.TemporaryError(DELETION_WAIT_MESSAGE, delay=delay)
 
     return registry
 
 
 def _build_reconciler(settings: OperatorSettings) -> Reconciler:
+    metrics = OperatorMetrics()
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+
     def client_for(api_key: str) -> TogetherClient:
         return TogetherClient(
             api_key,
             base_url=settings.together_base_url,
             timeout=settings.request_timeout_seconds,
+            observer=metrics.observe_request,
         )
 
     fleet = Fleet(client_for, PollPolicy(settings.fast_poll_seconds, settings.slow_poll_seconds))
-    return Reconciler(KubeApi(load_api_client()), fleet, settings)
+    return Reconciler(KubeApi(load_api_client()), fleet, settings, metrics)

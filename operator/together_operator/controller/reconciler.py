@@ -28,6 +28,7 @@ from together_operator.controller.kubeconfig_secret import (
     delete_owned_secret,
     ensure_kubeconfig_secret,
 )
+from together_operator.controller.metrics import OperatorMetrics
 from together_operator.gpucluster import plan
 from together_operator.gpucluster.spec import GROUP, DeletionPolicy, GPUClusterSpec
 from together_operator.gpucluster.status import (
@@ -169,11 +170,13 @@ class Reconciler:
         kube: KubeApi,
         fleet: Fleet,
         settings: OperatorSettings,
+        metrics: OperatorMetrics,
         clock: Callable[[], datetime.datetime] | None = None,
     ) -> None:
         self._kube = kube
         self._fleet = fleet
         self._settings = settings
+        self._metrics = metrics
         self._now = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._credentials: dict[tuple[str, str, str], tuple[str | None, float]] = {}
 
@@ -383,6 +386,7 @@ class Reconciler:
             spec = GPUClusterSpec.model_validate(obj.spec)
             secret_name = spec.kubeconfig_secret_name or f"{obj.name}-kubeconfig"
             if spec.deletion_policy == DeletionPolicy.ORPHAN:
+                self._metrics.forget_cluster(obj.namespace, obj.name)
                 cluster_id = spec.cluster_id or self._recorded(obj, memory).cluster_id
                 event(
                     "Normal",
@@ -395,10 +399,12 @@ class Reconciler:
                 cluster_id = await self._cluster_to_delete(obj, memory, spec, observer)
                 if cluster_id is None:
                     await delete_owned_secret(self._kube, obj.owner, secret_name)
+                    self._metrics.forget_cluster(obj.namespace, obj.name)
                     return None
                 cluster = await cluster_or_none(observer.client, cluster_id)
                 if cluster is None:
                     await delete_owned_secret(self._kube, obj.owner, secret_name)
+                    self._metrics.forget_cluster(obj.namespace, obj.name)
                     event("Normal", "Deleted", f"Together cluster {cluster_id} is gone")
                     return None
                 if cluster.status != ClusterStatus.DELETING:
@@ -599,7 +605,13 @@ class Reconciler:
     ) -> None:
         spec_secret = obj.spec.get("kubeconfigSecretName") or f"{obj.name}-kubeconfig"
         wanted: dict[str, Any] = {"observedGeneration": obj.generation}
+        self._metrics.reconciles.labels(verdict.reason).inc()
+        if verdict.stalled or verdict.sync_error:
+            self._metrics.errors.labels(
+                verdict.sync_error[0] if verdict.sync_error else verdict.reason
+            ).inc()
         if cluster is not None:
+            self._metrics.observe_cluster(obj.namespace, obj.name, cluster)
             wanted.update(mirror_cluster(cluster))
             self._phase_events(obj, memory, cluster, event)
             if cluster.kube_config:

@@ -8,7 +8,7 @@ import sys
 
 import kopf
 
-from together_operator.controller.handlers import build_registry
+from together_operator.controller.handlers import DELETION_WAIT_MESSAGE, build_registry
 from together_operator.settings import OperatorSettings
 
 
@@ -27,6 +27,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class DemoteDeletionWaits(logging.Filter):
+    """kopf logs every retry of a handler at ERROR; waiting for Together to finish a deletion
+    is the normal path, not an error, so it is shown at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and DELETION_WAIT_MESSAGE in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
@@ -36,8 +46,11 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    # kopf logs every watch event at DEBUG and handler progress at INFO; keep the latter.
+    # kopf logs each timer run at INFO (every few seconds per object): keep warnings only.
+    # The operator's own actions are logged (and posted as events) by the reconciler.
     logging.getLogger("kopf").setLevel(logging.INFO)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    handler.addFilter(DemoteDeletionWaits())
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
