@@ -51,7 +51,7 @@ def ready_count(custom: Any, namespace: str) -> int:
 
 
 def measure(
-    size: int, custom: Any, core: Any, admin: httpx.Client, window: float
+    size: int, custom: Any, core: Any, admin: httpx.Client, window: float, settle: float
 ) -> dict[str, int]:
     namespace = f"bench-{size}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -64,7 +64,7 @@ def measure(
         })
     bounded_wait(lambda: ready_count(custom, namespace) == size, 300,
                  f"{size} GPUClusters to be Ready")
-    time.sleep(5)  # let the observer leave its post-action fast polling
+    time.sleep(settle)  # let the observer leave its post-action fast polling
     admin.delete("/requests").raise_for_status()
     time.sleep(window)
     rows = admin.get("/requests").json()["requests"]
@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--fast-poll", type=float, default=1.0)
     parser.add_argument("--slow-poll", type=float, default=10.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50])
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="seconds between all-Ready and the window (post-action fast polls)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="together-bench-"))
@@ -109,7 +111,7 @@ def main() -> None:
         operator = subprocess.Popen([sys.executable, "-m", "together_operator.cli", "run"],
                                     env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            results = {size: measure(size, custom, core, admin, args.window)
+            results = {size: measure(size, custom, core, admin, args.window, args.settle)
                        for size in args.sizes}
         finally:
             operator.terminate()

@@ -176,3 +176,24 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
     )
     assert simulator.request_count("GPUClusterService_Create") - creates_before == 1
     delete_and_wait(gpuclusters, namespace, "crashy")
+
+
+def test_stuck_deletion_is_released_by_switching_to_orphan(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.create(namespace, "stuck")
+    gpuclusters.wait_condition(namespace, "stuck", "Ready", "True")
+    # Together refuses every delete: the finalizer holds the object and says why.
+    simulator.post("/faults/failures", {"operation": "GPUClusterService_Delete", "status": 500})
+    gpuclusters.delete(namespace, "stuck")
+    gpuclusters.wait_condition(namespace, "stuck", "Synced", "False", reason="TogetherUnavailable")
+    assert gpuclusters.get(namespace, "stuck") is not None
+    # The documented way out for a person who wants to keep the cluster.
+    gpuclusters.patch_spec(namespace, "stuck", {"deletionPolicy": "Orphan"})
+    wait_for(
+        lambda: gpuclusters.get(namespace, "stuck") is None,
+        timeout=40,
+        what="the orphaned GPUCluster to be released",
+    )
+    [kept] = simulator.clusters_named(f"{namespace}-stuck")
+    assert kept["deleted"] is False

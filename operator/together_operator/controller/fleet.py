@@ -69,8 +69,9 @@ class FleetObserver:
     _fresh: asyncio.Condition = field(default_factory=asyncio.Condition)
     _clock: Callable[[], float] = time.monotonic
 
-    def hurry(self, seconds: float = 120.0) -> None:
-        """Poll fast for a while: something was just changed at Together."""
+    def hurry(self, seconds: float = 15.0) -> None:
+        """Poll fast for a while: something was just changed at Together. Short, because a
+        change Together acts on shows as a transitional state, which keeps polling fast."""
         self._hurry_until = max(self._hurry_until, self._clock() + seconds)
         self._wake.set()
 
