@@ -268,6 +268,15 @@ class GPUClusters:
     def delete(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
+    def delete_and_wait(self, namespace: str, name: str, timeout: float = 40) -> None:
+        """Delete and wait until the finalizer let the object go."""
+        self.delete(namespace, name)
+        wait_for(
+            lambda: self.get(namespace, name) is None,
+            timeout=timeout,
+            what=f"{namespace}/{name} to be gone",
+        )
+
     def condition(self, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
         obj = self.get(namespace, name) or {}
         for condition in obj.get("status", {}).get("conditions", []):

@@ -89,12 +89,7 @@ def test_metrics_follow_a_cluster_from_create_to_delete(
     assert lists is not None
     assert lists >= 1
 
-    gpuclusters.delete(namespace, "measured")
-    wait_for(
-        lambda: gpuclusters.get(namespace, "measured") is None,
-        timeout=40,
-        what="the GPUCluster to be gone",
-    )
+    gpuclusters.delete_and_wait(namespace, "measured")
     after = scrape(operator)
     assert (
         value(

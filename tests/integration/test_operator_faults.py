@@ -27,15 +27,6 @@ def calls_during(simulator: Simulator, operation: str, seconds: float) -> int:
     return simulator.request_count(operation) - before
 
 
-def delete_and_wait(gpuclusters: GPUClusters, namespace: str, name: str) -> None:
-    gpuclusters.delete(namespace, name)
-    wait_for(
-        lambda: gpuclusters.get(namespace, name) is None,
-        timeout=40,
-        what=f"{namespace}/{name} to be gone",
-    )
-
-
 def test_invalid_key_stalls_with_a_clear_message_and_no_hot_loop(
     operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
 ) -> None:
@@ -77,7 +68,7 @@ def test_out_of_stock_is_retried_with_backoff_and_recovers(
         simulator.admin.put("/stock", json={**stock, "gpus": 256}).raise_for_status()
     gpuclusters.wait_condition(namespace, "nostock", "Ready", "True", timeout=60)
     assert len(simulator.clusters_named(f"{namespace}-nostock")) == 1
-    delete_and_wait(gpuclusters, namespace, "nostock")
+    gpuclusters.delete_and_wait(namespace, "nostock")
 
 
 def test_rate_limit_honours_retry_after_then_recovers(
@@ -96,7 +87,7 @@ def test_rate_limit_honours_retry_after_then_recovers(
     gpuclusters.wait_condition(namespace, "limited", "Ready", "True", timeout=30)
     assert simulator.request_count("GPUClusterService_Create") - creates_before == 2
     assert len(simulator.clusters_named(f"{namespace}-limited")) == 1
-    delete_and_wait(gpuclusters, namespace, "limited")
+    gpuclusters.delete_and_wait(namespace, "limited")
 
 
 def test_burst_of_server_errors_is_survived_without_doubling(
@@ -118,7 +109,7 @@ def test_burst_of_server_errors_is_survived_without_doubling(
     synced = gpuclusters.condition(namespace, "bursty", "Synced")
     assert synced is not None
     assert synced["status"] == "True"
-    delete_and_wait(gpuclusters, namespace, "bursty")
+    gpuclusters.delete_and_wait(namespace, "bursty")
 
 
 def test_ambiguous_create_is_adopted_not_repeated(
@@ -133,7 +124,7 @@ def test_ambiguous_create_is_adopted_not_repeated(
     assert obj["status"]["clusterId"] == only["cluster"]["cluster_id"]
     assert INTENT_ANNOTATION not in obj["metadata"].get("annotations", {})
     assert "Adopted" in {e.reason for e in gpuclusters.events(namespace, "dropped")}
-    delete_and_wait(gpuclusters, namespace, "dropped")
+    gpuclusters.delete_and_wait(namespace, "dropped")
 
 
 def test_operator_killed_right_after_post_creates_exactly_one_cluster(
@@ -175,7 +166,7 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
         what="the in-flight create to finish at Together",
     )
     assert simulator.request_count("GPUClusterService_Create") - creates_before == 1
-    delete_and_wait(gpuclusters, namespace, "crashy")
+    gpuclusters.delete_and_wait(namespace, "crashy")
 
 
 def test_stuck_deletion_is_released_by_switching_to_orphan(

@@ -79,12 +79,7 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
     reasons = {e.reason for e in gpuclusters.events(namespace, "train")}
     assert {"Creating", "Created", "PhaseChanged", "KubeconfigWritten"} <= reasons
 
-    gpuclusters.delete(namespace, "train")
-    wait_for(
-        lambda: gpuclusters.get(namespace, "train") is None,
-        timeout=30,
-        what="the GPUCluster to be gone",
-    )
+    gpuclusters.delete_and_wait(namespace, "train")
     [after] = simulator.clusters_named(f"{namespace}-train")
     assert after["deleted"] is True
     assert _secret_or_none(gpuclusters, namespace, "train-kubeconfig") is None
@@ -148,12 +143,7 @@ def test_scaling_gpus_and_preemptible_allocation_lagging_desired(
     )
     reasons = {e.reason for e in gpuclusters.events(namespace, "scale")}
     assert "Updating" in reasons
-    gpuclusters.delete(namespace, "scale")
-    wait_for(
-        lambda: gpuclusters.get(namespace, "scale") is None,
-        timeout=30,
-        what="the GPUCluster to be gone",
-    )
+    gpuclusters.delete_and_wait(namespace, "scale")
 
 
 def test_orphan_policy_releases_the_object_and_keeps_the_cluster(
@@ -161,12 +151,7 @@ def test_orphan_policy_releases_the_object_and_keeps_the_cluster(
 ) -> None:
     gpuclusters.create(namespace, "keep", deletionPolicy="Orphan")
     gpuclusters.wait_condition(namespace, "keep", "Ready", "True")
-    gpuclusters.delete(namespace, "keep")
-    wait_for(
-        lambda: gpuclusters.get(namespace, "keep") is None,
-        timeout=30,
-        what="the orphaned GPUCluster to be gone",
-    )
+    gpuclusters.delete_and_wait(namespace, "keep")
     [kept] = simulator.clusters_named(f"{namespace}-keep")
     assert kept["deleted"] is False
     assert kept["cluster"]["status"] == "Ready"
@@ -233,9 +218,4 @@ def test_foreign_secret_is_left_untouched_and_reported(
     # Once the foreign Secret is gone, the operator writes its own and becomes Ready.
     gpuclusters.core.delete_namespaced_secret("mine-kubeconfig", namespace)
     gpuclusters.wait_condition(namespace, "mine", "Ready", "True")
-    gpuclusters.delete(namespace, "mine")
-    wait_for(
-        lambda: gpuclusters.get(namespace, "mine") is None,
-        timeout=30,
-        what="the GPUCluster to be gone",
-    )
+    gpuclusters.delete_and_wait(namespace, "mine")

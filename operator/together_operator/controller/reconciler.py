@@ -37,6 +37,7 @@ from together_operator.gpucluster.status import (
     mirror_cluster,
     new_phase_transitions,
     rfc3339,
+    stalled,
     status_patch,
     verdict_for_cluster,
 )
@@ -214,7 +215,7 @@ class Reconciler:
                     obj,
                     memory,
                     None,
-                    Verdict(False, False, True, problem.reason, problem.message),
+                    stalled(problem.reason, problem.message),
                     event,
                 )
                 return
@@ -285,7 +286,7 @@ class Reconciler:
             self._succeeded(memory)
             return action.cluster, verdict_for_cluster(action.cluster)
         if isinstance(action, plan.Stall):
-            return None, Verdict(False, False, True, action.reason, action.message)
+            return None, stalled(action.reason, action.message)
         if isinstance(action, plan.Wait):
             return None, Verdict(False, True, False, action.reason, action.message)
         if isinstance(action, plan.Adopt):
@@ -431,7 +432,7 @@ class Reconciler:
                     obj,
                     memory,
                     None,
-                    Verdict(False, False, True, problem.reason, problem.message),
+                    stalled(problem.reason, problem.message),
                     event,
                 )
                 return STALLED_RETRY_SECONDS

@@ -36,6 +36,11 @@ class Verdict:
     sync_error: tuple[str, str] | None = None
 
 
+def stalled(reason: str, message: str) -> Verdict:
+    """The verdict for a problem that needs a person."""
+    return Verdict(ready=False, reconciling=False, stalled=True, reason=reason, message=message)
+
+
 def mirror_cluster(cluster: GPUClusterInfo) -> dict[str, Any]:
     """Status fields (camelCase) mirrored from Together's view of the cluster."""
     return {
