@@ -198,10 +198,7 @@ class Reconciler:
                     obj,
                     memory,
                     None,
-                    Verdict(
-                        False,
-                        False,
-                        True,
+                    stalled(
                         "InvalidSpec",
                         f"spec is invalid: {error.errors()[0].get('msg')}; fix the manifest",
                     ),
@@ -271,7 +268,8 @@ class Reconciler:
                 stalled=verdict.stalled or not heals,
                 sync_error=(reason, f"listing clusters failed: {observer.error}"),
             )
-        return cluster, verdict
+        # Waiting or stalled still shows what Together reports.
+        return cluster or observed.cluster, verdict
 
     async def _act(
         self,
