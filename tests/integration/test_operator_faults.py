@@ -81,7 +81,7 @@ def test_rate_limit_honours_retry_after_then_recovers(
     creates_before = simulator.request_count("GPUClusterService_Create")
     simulator.post(
         "/faults/failures",
-        {"operation": "GPUClusterService_Create", "status": 429, "count": 1, "retry_after": 4},
+        {"operation": "GPUClusterService_Create", "status": 429, "count": 1, "retry_after": 6},
     )
     gpuclusters.create(namespace, "limited")
     gpuclusters.wait_condition(namespace, "limited", "Synced", "False", reason="RateLimited")
