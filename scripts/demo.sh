@@ -25,7 +25,8 @@ cleanup() {
     together-operator dev down || true
     rm -rf "$workdir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # Ctrl-C: exit, which runs the cleanup above exactly once
 
 KUBECTL="$(together-operator dev tools | awk '$1 == "kubectl" {print $2}')"
 say "starting the local stack (kube-apiserver, etcd, Together simulator, operator)"
