@@ -24,10 +24,10 @@ Triple = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 #: What the operator needs, and all it may have (see deploy/README.md, "Permissions").
 REQUIRED_PERMISSIONS: frozenset[Triple] = frozenset(
-    [("compute.together.ai", "gpuclusters", v) for v in ("get", "list", "watch", "patch")]
-    + [("compute.together.ai", "gpuclusters/status", v) for v in ("get", "patch")]
+    [("compute.together.ai", "gpuclusters", v) for v in ("list", "watch", "patch")]
+    + [("compute.together.ai", "gpuclusters/status", "patch")]
     + [("", "secrets", v) for v in ("get", "create", "update", "delete")]
-    + [("", "events", v) for v in ("create", "patch")]
+    + [("", "events", "create")]
 )
 
 

@@ -44,10 +44,10 @@ app.kubernetes.io/part-of: together-operator
 # Watch GPUClusters; patch for finalizers and the create-intent / cluster-id annotations.
 - apiGroups: ["compute.together.ai"]
   resources: ["gpuclusters"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["compute.together.ai"]
   resources: ["gpuclusters/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Read credentialsSecretRef Secrets; write and remove the kubeconfig Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
@@ -55,5 +55,5 @@ app.kubernetes.io/part-of: together-operator
 # kopf reports handler progress and the operator its decisions as Events.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
