@@ -638,3 +638,32 @@ async def test_fleet_close_while_a_poll_is_in_flight_does_not_hang() -> None:
     await asyncio.wait_for(fleet.close(), timeout=5.0)
     assert observer.snapshot is None
     assert observer_tasks() == []
+
+
+def test_observer_of_a_key_nobody_uses_any_more_is_retired() -> None:
+    async def scenario() -> None:
+        now = [0.0]
+        clients: list[TogetherClient] = []
+
+        def factory(key: str) -> TogetherClient:
+            client = TogetherClient(
+                key,
+                base_url="http://127.0.0.1:9",
+                transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"clusters": []})),
+            )
+            clients.append(client)
+            return client
+
+        fleet = Fleet(factory, PollPolicy(60, 60), idle_seconds=100, _clock=lambda: now[0])
+        old = fleet.observer_for("rotated-away-key")
+        now[0] = 50
+        fleet.observer_for("current-key")
+        now[0] = 120  # the old key idle for 120 s, the current one for 70 s
+        current = fleet.observer_for("current-key")
+        await asyncio.sleep(0)
+        assert fleet.observer_for("current-key") is current
+        assert fleet.observer_for("rotated-away-key") is not old  # a new one when used again
+        await fleet.close()
+        assert clients[0].is_closed
+
+    asyncio.run(scenario())

@@ -149,15 +149,24 @@ ClientFactory = Callable[[str], TogetherClient]
 
 @dataclass
 class Fleet:
-    """One observer (and one client) per API key, started on first use."""
+    """One observer (and one client) per API key, started on first use and retired when no
+    GPUCluster has used its key for ``idle_seconds`` (a rotated or mistyped key must not be
+    polled forever)."""
 
     client_factory: ClientFactory
     policy: PollPolicy
+    idle_seconds: float = 900.0
     _observers: dict[str, FleetObserver] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _last_used: dict[str, float] = field(default_factory=dict)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _clock: Callable[[], float] = time.monotonic
 
     def observer_for(self, api_key: str) -> FleetObserver:
         fingerprint = key_fingerprint(api_key)
+        now = self._clock()
+        self._last_used[fingerprint] = now
+        self._retire_idle(now)
         observer = self._observers.get(fingerprint)
         if observer is None:
             observer = FleetObserver(self.client_factory(api_key), self.policy, fingerprint)
@@ -167,7 +176,23 @@ class Fleet:
             )
         return observer
 
+    def _retire_idle(self, now: float) -> None:
+        for fingerprint, used in list(self._last_used.items()):
+            if now - used <= self.idle_seconds:
+                continue
+            del self._last_used[fingerprint]
+            task = self._tasks.pop(fingerprint, None)
+            observer = self._observers.pop(fingerprint, None)
+            if task is not None:
+                task.cancel()
+            if observer is not None:
+                closing = asyncio.create_task(observer.client.aclose())
+                self._retiring.add(closing)  # keep a reference until it is done
+                closing.add_done_callback(self._retiring.discard)
+            logger.info("stopped observing Together for unused key %s", fingerprint)
+
     async def close(self) -> None:
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)

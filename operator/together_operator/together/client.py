@@ -112,6 +112,10 @@ class TogetherClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
     async def list_clusters(self, project_id: str | None = None) -> list[GPUClusterInfo]:
         # The contract (and the official SDK) name this query parameter `projectId`.
         params = {"projectId": project_id} if project_id else None
