@@ -276,20 +276,43 @@ async def test_all_clusters_stable_waits_the_slow_interval() -> None:
     [
         cluster("c-2", status=ClusterStatus.WAITING_FOR_DATA_PLANE_NODES),
         cluster("c-2", status=ClusterStatus.DELETING),
-        cluster("c-2", status="Scheduled"),  # not in the enum: tolerated, and still changing
-        cluster("c-2", desired_preemptible_gpus=8, allocated_preemptible_gpus=0),
+        cluster("c-2", status="SomethingNew"),  # not in the enum: tolerated, and changing
     ],
-    ids=["provisioning", "deleting", "unknown-status", "preemptible-catching-up"],
+    ids=["provisioning", "deleting", "unknown-status"],
 )
 @async_test
-async def test_any_cluster_changing_polls_fast(changing_cluster: dict[str, Any]) -> None:
+async def test_a_managed_cluster_changing_polls_fast(changing_cluster: dict[str, Any]) -> None:
     together = FakeTogether(always(cluster("c-1"), changing_cluster))
     observer = observer_on(together)
+    observer.track("c-2")
     async with running(observer):
         # At the slow interval this would take minutes; fast polling takes milliseconds.
         await until(lambda: together.count >= 6, "six polls")
     assert all(changing for changing, _ in decisions(observer))
     assert all(seconds == FAST for _, seconds in decisions(observer))
+
+
+@pytest.mark.parametrize(
+    ("listed", "tracked"),
+    [
+        (cluster("c-2", status=ClusterStatus.WAITING_FOR_DATA_PLANE_NODES), "c-1"),
+        (cluster("c-2", status="Scheduled"), "c-2"),
+        (cluster("c-2", desired_preemptible_gpus=8, allocated_preemptible_gpus=0), "c-2"),
+    ],
+    ids=["unmanaged-cluster-changing", "scheduled-for-days", "preemptible-shortfall"],
+)
+@async_test
+async def test_slow_polling_for_what_can_last_long_or_is_not_ours(
+    listed: dict[str, Any], tracked: str
+) -> None:
+    together = FakeTogether(always(cluster("c-1"), listed))
+    observer = observer_on(together)
+    observer.track(tracked)
+    async with running(observer):
+        await until(lambda: bool(decisions(observer)), "the first poll")
+        await asyncio.sleep(QUIET_WINDOW)
+        assert together.count == 1
+    assert [changing for changing, _ in decisions(observer)] == [False]
 
 
 @async_test
@@ -300,6 +323,7 @@ async def test_polling_slows_down_once_every_cluster_is_ready() -> None:
 
     together = FakeTogether(answer)
     observer = observer_on(together)
+    observer.track("c-1")
     async with running(observer):
         await until(lambda: together.count >= 4, "four polls")
         await asyncio.sleep(QUIET_WINDOW)
@@ -403,9 +427,14 @@ async def test_error_backoff_is_capped() -> None:
 @async_test
 async def test_polling_survives_errors_and_recovers() -> None:
     together = FakeTogether(
-        lambda index: failing(503) if index < 2 else listing(cluster("c-1", status="Scheduled"))
+        lambda index: (
+            failing(503)
+            if index < 2
+            else listing(cluster("c-1", status=ClusterStatus.INSTALLING_DRIVERS))
+        )
     )
     observer = observer_on(together)
+    observer.track("c-1")
     async with running(observer):
         await until(lambda: together.count >= 5, "polls after recovery")
         assert observer.error is None
@@ -432,6 +461,7 @@ async def test_polling_survives_an_answer_it_cannot_read(unreadable: httpx.Respo
 
     together = FakeTogether(answer)
     observer = observer_on(together)
+    observer.track("c-1")
     async with running(observer) as task:
         await until(lambda: together.count >= 3 or task.done(), "polls after the bad answer")
         assert not task.done()  # the loop is still alive

@@ -195,3 +195,45 @@ def test_cluster_config_compares_by_value_not_by_omitted_defaults() -> None:
     )
     assert isinstance(action, plan.Update)
     assert action.changed == ("clusterConfig",)
+
+
+def test_cluster_id_set_after_creating_another_cluster_is_refused() -> None:
+    action = decide(
+        spec(clusterId="c-2"),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster(cluster_id="c-2")),
+    )
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterIdConflict"
+    assert "c-1" in action.message
+
+
+def test_cluster_id_set_while_a_create_is_unresolved_is_refused() -> None:
+    action = decide(
+        spec(clusterId="c-2"),
+        recorded=plan.Recorded(create_intent_at=NOW),
+        observed=plan.Observation(cluster=cluster(cluster_id="c-2")),
+    )
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterIdConflict"
+
+
+def test_cluster_id_equal_to_the_recorded_one_is_fine() -> None:
+    action = decide(
+        spec(clusterId="c-1"),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster()),
+    )
+    assert isinstance(action, plan.InSync)
+
+
+def test_false_and_omitted_config_values_are_the_same() -> None:
+    # A proto3 server leaves false / NONE out of its answer: that must not look like drift.
+    observed = cluster(cluster_config={"load_balancer": "NONE"})
+    quiet = spec(clusterConfig={"loadBalancer": "NONE", "jumphostEnabled": False})
+    action = decide(
+        quiet, recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=observed)
+    )
+    assert isinstance(action, plan.InSync)
+    assert plan.differs({"a": True}, {}) is True
+    assert plan.differs({"a": False}, {"a": True}) is True

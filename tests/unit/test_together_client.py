@@ -8,6 +8,8 @@ background thread on 127.0.0.1, driven by a fake clock.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import functools
 import json
 import socket
@@ -366,10 +368,11 @@ async def test_error_message_is_read_from_either_shape_or_the_body(
         ({"Retry-After": "7"}, 7.0),
         ({"Retry-After": "1.5"}, 1.5),
         ({"Retry-After": "-3"}, 0.0),
-        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # a date in the past
+        ({"Retry-After": "not a date"}, None),
         ({}, None),
     ],
-    ids=["seconds", "fraction", "negative", "http-date", "absent"],
+    ids=["seconds", "fraction", "negative", "http-date", "garbage", "absent"],
 )
 @async_test
 async def test_rate_limited_carries_retry_after_seconds(
@@ -497,12 +500,26 @@ async def test_retry_after_is_honoured_between_attempts() -> None:
 
 
 @async_test
-async def test_retry_after_is_capped_by_max_delay() -> None:
+async def test_retry_after_longer_than_max_delay_is_left_to_the_caller() -> None:
+    # Retrying after 5 s when Together said "in an hour" would not honour Retry-After.
     limited = error_response(429, **{"Retry-After": "3600"})
     client, recording = client_on(then_success(limited, limited), max_delay=5.0)
+    with pytest.raises(RateLimited) as raised:
+        await client.get_cluster("c-1")
+    await client.aclose()
+    assert raised.value.retry_after == 3600
+    assert recording.sleeps == []
+
+
+@async_test
+async def test_retry_after_in_http_date_form_is_honoured() -> None:
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=3)
+    limited = error_response(429, **{"Retry-After": email.utils.format_datetime(when)})
+    client, recording = client_on(then_success(limited), max_delay=10.0)
     await client.get_cluster("c-1")
     await client.aclose()
-    assert recording.sleeps == [5.0, 5.0]
+    [slept] = recording.sleeps
+    assert 1.0 <= slept <= 3.0
 
 
 @async_test

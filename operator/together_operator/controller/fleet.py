@@ -23,6 +23,8 @@ from together_operator.together.errors import RetryLater, TogetherError
 from together_operator.together.models import GPUClusterInfo
 
 logger = logging.getLogger(__name__)
+#: How long a cluster stays "managed" after a GPUCluster last looked at it.
+TRACKING_SECONDS = 600.0
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -64,6 +66,9 @@ class FleetObserver:
     snapshot: Snapshot | None = None
     error: TogetherError | None = None
     _hurry_until: float = 0.0
+    #: Clusters some GPUCluster manages, with when it last said so: only their changes
+    #: make polling fast (an account's unmanaged clusters do not).
+    _tracked: dict[str, float] = field(default_factory=dict)
     _failures: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _fresh: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -74,6 +79,23 @@ class FleetObserver:
         change Together acts on shows as a transitional state, which keeps polling fast."""
         self._hurry_until = max(self._hurry_until, self._clock() + seconds)
         self._wake.set()
+
+    def track(self, cluster_id: str) -> None:
+        """A GPUCluster manages ``cluster_id``: poll fast while it is changing."""
+        self._tracked[cluster_id] = self._clock()
+
+    def _changing(self, snapshot: Snapshot) -> bool:
+        now = self._clock()
+        if now < self._hurry_until:
+            return True
+        for cluster_id, tracked_at in list(self._tracked.items()):
+            if now - tracked_at > TRACKING_SECONDS:
+                del self._tracked[cluster_id]  # no GPUCluster asked about it for a while
+        return any(
+            is_transitional(cluster)
+            for cluster_id, cluster in snapshot.clusters.items()
+            if cluster_id in self._tracked
+        )
 
     def remember(self, cluster: GPUClusterInfo) -> None:
         """Fold a cluster returned by a create/update into the snapshot right away."""
@@ -104,10 +126,7 @@ class FleetObserver:
             try:
                 snapshot = await self._poll_once()
                 self._failures = 0
-                changing = self._clock() < self._hurry_until or any(
-                    is_transitional(c) for c in snapshot.clusters.values()
-                )
-                delay = self.policy.interval(changing)
+                delay = self.policy.interval(self._changing(snapshot))
             except RetryLater as error:
                 delay = max(error.retry_after or 0.0, self._error_backoff())
             except TogetherError:

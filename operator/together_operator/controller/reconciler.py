@@ -61,8 +61,12 @@ logger = logging.getLogger(__name__)
 
 INTENT_ANNOTATION = f"{GROUP}/create-intent"
 CLUSTER_ID_ANNOTATION = f"{GROUP}/cluster-id"
+#: Fingerprint (never the key) of the API key that created or adopted the cluster.
+KEY_ANNOTATION = f"{GROUP}/api-key-fingerprint"
 #: A non-healing error is retried this rarely (in case a key was fixed or capacity freed).
 STALLED_RETRY_SECONDS = 300.0
+#: The same update accepted this often without Together reporting it: stop and say so.
+MAX_IDENTICAL_UPDATES = 3
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -94,6 +98,13 @@ class ObjectMemory:
     last_error: tuple[str, str] | None = None
     last_verdict: Verdict | None = None
     kubeconfig_digest: str | None = None
+    kubeconfig_secret_written: str | None = None
+    foreign_secret_checked_at: float = 0.0
+    absent_checked_at: float = 0.0
+    update_attempts: dict[str, int] = field(default_factory=dict)
+    #: The last API key that worked for this object: deletion still needs it after the
+    #: credentials Secret is gone (a namespace being deleted removes Secrets first).
+    api_key: str | None = None
     seen_phases: set[tuple[str, str]] | None = None
     secret_conflict_reported: bool = False
 
@@ -206,7 +217,7 @@ class Reconciler:
                 )
                 return
             try:
-                observer = await self._observer(obj, spec)
+                observer = await self._observer(obj, spec, memory)
             except NeedsPerson as problem:
                 await self._report(
                     obj,
@@ -235,9 +246,11 @@ class Reconciler:
             return None, self._error_verdict(obj, memory, observer.error, event, backoff=False)
         recorded = self._recorded(obj, memory)
         try:
-            observed = await self._observe(observer, snapshot, spec, recorded, obj)
+            observed = await self._observe(observer, snapshot, spec, recorded, obj, memory)
         except TogetherError as error:
             return None, self._error_verdict(obj, memory, error, event, backoff=False)
+        except NeedsPerson as problem:
+            return None, stalled(problem.reason, problem.message)
         action = plan.plan_action(
             spec,
             namespace=obj.namespace,
@@ -249,16 +262,20 @@ class Reconciler:
         )
         acting = isinstance(action, (plan.Create, plan.Update, plan.Adopt))
         if acting and time.monotonic() < memory.next_action_at and memory.last_verdict:
-            # Backing off after a failed action: say so, do not call Together again yet.
-            wait = memory.next_action_at - time.monotonic()
-            last = memory.last_verdict
-            return observed.cluster, replace(
-                last, message=f"{last.message}; next try in {wait:.0f}s"
-            )
+            # Backing off after a failed action: do not call Together again yet (the verdict
+            # already says when the next try is, so status does not change on every tick).
+            return observed.cluster, memory.last_verdict
         try:
             cluster, verdict = await self._act(obj, memory, spec, observer, action, event)
         except TogetherError as error:
-            return observed.cluster, self._error_verdict(obj, memory, error, event, backoff=True)
+            failed = self._error_verdict(obj, memory, error, event, backoff=True)
+            if observed.cluster is not None and not failed.stalled:
+                # A passing fault on an existing cluster: Together's state still decides
+                # Ready; Synced and Reconciling carry the fault.
+                mirrored = verdict_for_cluster(observed.cluster)
+                failed = replace(mirrored, reconciling=True, sync_error=failed.sync_error)
+                memory.last_verdict = failed
+            return observed.cluster, failed
         if observer.error is not None:
             # The decision used the last good list; the latest one failed. Say so.
             reason, heals = error_reason(observer.error)
@@ -282,13 +299,16 @@ class Reconciler:
     ) -> tuple[GPUClusterInfo | None, Verdict]:
         if isinstance(action, plan.InSync):
             self._succeeded(memory)
+            memory.update_attempts.clear()
             return action.cluster, verdict_for_cluster(action.cluster)
         if isinstance(action, plan.Stall):
             return None, stalled(action.reason, action.message)
         if isinstance(action, plan.Wait):
             return None, Verdict(False, True, False, action.reason, action.message)
         if isinstance(action, plan.Adopt):
-            await self._record_cluster_id(obj, memory, action.cluster.cluster_id)
+            await self._record_cluster_id(
+                obj, memory, action.cluster.cluster_id, observer.fingerprint
+            )
             event(
                 "Normal",
                 "Adopted",
@@ -296,6 +316,16 @@ class Reconciler:
             )
             return action.cluster, verdict_for_cluster(action.cluster)
         if isinstance(action, plan.Update):
+            body = action.request.model_dump_json(exclude_none=True)
+            attempts = memory.update_attempts.get(body, 0)
+            if attempts >= MAX_IDENTICAL_UPDATES:
+                return None, stalled(
+                    "UpdateNotApplied",
+                    f"Together accepted {', '.join(action.changed)} {attempts} times but still "
+                    "reports other values; check the spec against what Together supports, or "
+                    "contact Together support",
+                )
+            memory.update_attempts[body] = attempts + 1
             cluster = await observer.client.update_cluster(action.cluster_id, action.request)
             observer.remember(cluster)
             observer.hurry()
@@ -343,11 +373,18 @@ class Reconciler:
         try:
             cluster = await observer.client.create_cluster(action.request)
         except (AmbiguousCreate, ServerError):
-            raise  # outcome unknown: keep the intent; the next visit lists before posting
+            # Outcome unknown: keep the intent, counted from now, so the grace period before
+            # any new POST starts when the answer was lost, not when the request was sent.
+            failed_at = self._now()
+            memory.intent_at = failed_at
+            await self._kube.patch_annotations(
+                obj.namespace, obj.name, {INTENT_ANNOTATION: rfc3339(failed_at)}
+            )
+            raise
         except TogetherError:
             await self._clear_intent(obj, memory)  # a definite "no": nothing was created
             raise
-        await self._record_cluster_id(obj, memory, cluster.cluster_id)
+        await self._record_cluster_id(obj, memory, cluster.cluster_id, observer.fingerprint)
         observer.remember(cluster)
         observer.hurry()
         self._succeeded(memory)
@@ -361,16 +398,27 @@ class Reconciler:
         spec: GPUClusterSpec,
         recorded: plan.Recorded,
         obj: GPUClusterObject,
+        memory: ObjectMemory,
     ) -> plan.Observation:
         cluster_id = spec.cluster_id or recorded.cluster_id
         if cluster_id is None:
             name = plan.desired_cluster_name(spec, obj.namespace, obj.name)
             return plan.Observation(same_name=snapshot.named(name))
+        observer.track(cluster_id)
         cluster = snapshot.clusters.get(cluster_id)
         if cluster is None:
-            # Not in the last list (it may predate the cluster): only a GET can tell.
+            # Not in the last list (it may predate the cluster): only a GET can tell. A
+            # cluster found missing is not asked about again before the next slow poll.
+            since = time.monotonic() - memory.absent_checked_at
+            if since < self._settings.slow_poll_seconds:
+                return plan.Observation()
             cluster = await cluster_or_none(observer.client, cluster_id)
-            if cluster is not None:
+            if cluster is None:
+                memory.absent_checked_at = time.monotonic()
+                if not spec.cluster_id:
+                    self._require_same_key(obj, observer, cluster_id)
+            else:
+                memory.absent_checked_at = 0.0
                 observer.remember(cluster)
         return plan.Observation(cluster=cluster)
 
@@ -382,8 +430,16 @@ class Reconciler:
     ) -> float | None:
         """Delete the Together cluster. None when done; else seconds until the next check."""
         async with memory.lock:
-            spec = GPUClusterSpec.model_validate(obj.spec)
-            secret_name = spec.kubeconfig_secret_name or f"{obj.name}-kubeconfig"
+            try:
+                spec = GPUClusterSpec.model_validate(obj.spec)
+            except ValidationError as error:
+                problem = stalled(
+                    "InvalidSpec",
+                    f"cannot delete: the stored spec is invalid "
+                    f"({error.errors()[0].get('msg')}); fix it, or set deletionPolicy: Orphan",
+                )
+                await self._report(obj, memory, None, problem, event)
+                return STALLED_RETRY_SECONDS
             if spec.deletion_policy == DeletionPolicy.ORPHAN:
                 self._metrics.forget_cluster(obj.namespace, obj.name)
                 cluster_id = spec.cluster_id or self._recorded(obj, memory).cluster_id
@@ -394,50 +450,59 @@ class Reconciler:
                 )
                 return None
             try:
-                observer = await self._observer(obj, spec)
-                cluster_id = await self._cluster_to_delete(obj, memory, spec, observer)
-                if cluster_id is None:
-                    await delete_owned_secret(self._kube, obj.owner, secret_name)
-                    self._metrics.forget_cluster(obj.namespace, obj.name)
-                    return None
-                cluster = await cluster_or_none(observer.client, cluster_id)
-                if cluster is None:
-                    await delete_owned_secret(self._kube, obj.owner, secret_name)
-                    self._metrics.forget_cluster(obj.namespace, obj.name)
-                    event("Normal", "Deleted", f"Together cluster {cluster_id} is gone")
-                    return None
-                if cluster.status != ClusterStatus.DELETING:
-                    await observer.client.delete_cluster(cluster_id)
-                    observer.hurry()
-                    event("Normal", "Deleting", f"asked Together to delete cluster {cluster_id}")
-                self._succeeded(memory)
-                await self._report(
-                    obj,
-                    memory,
-                    cluster,
-                    Verdict(
-                        False,
-                        True,
-                        False,
-                        "Deleting",
-                        f"waiting for Together to finish deleting {cluster_id}",
-                    ),
-                    event,
-                )
-                return self._settings.fast_poll_seconds
+                return await self._delete(obj, memory, spec, event)
             except NeedsPerson as problem:
-                await self._report(
-                    obj,
-                    memory,
-                    None,
-                    stalled(problem.reason, problem.message),
-                    event,
-                )
+                message = f"{problem.message} (or set deletionPolicy: Orphan to keep the cluster)"
+                await self._report(obj, memory, None, stalled(problem.reason, message), event)
                 return STALLED_RETRY_SECONDS
             except TogetherError as error:
                 verdict = self._error_verdict(obj, memory, error, event)
                 await self._report(obj, memory, None, verdict, event)
                 return max(memory.next_action_at - time.monotonic(), 1.0)
+
+    async def _delete(
+        self, obj: GPUClusterObject, memory: ObjectMemory, spec: GPUClusterSpec, event: EventFn
+    ) -> float | None:
+        observer = await self._observer(obj, spec, memory, deleting=True)
+        target = await self._cluster_to_delete(obj, memory, spec, observer)
+        if isinstance(target, float):
+            waiting = Verdict(
+                False,
+                True,
+                False,
+                "ConfirmingCreate",
+                "an earlier create got no answer; checking whether it created a cluster "
+                "before letting this GPUCluster go",
+            )
+            await self._report(obj, memory, None, waiting, event)
+            return target
+        if target is not None:
+            cluster = await cluster_or_none(observer.client, target)
+            if cluster is not None and cluster.status != ClusterStatus.DELETING:
+                try:
+                    await observer.client.delete_cluster(target)
+                except NotFound:
+                    cluster = None  # gone between the GET and the DELETE
+                else:
+                    observer.hurry()
+                    event("Normal", "Deleting", f"asked Together to delete cluster {target}")
+            if cluster is not None:
+                self._succeeded(memory)
+                deleting = Verdict(
+                    False,
+                    True,
+                    False,
+                    "Deleting",
+                    f"waiting for Together to finish deleting {target}",
+                )
+                await self._report(obj, memory, cluster, deleting, event)
+                return self._settings.fast_poll_seconds
+            self._require_same_key(obj, observer, target)
+            event("Normal", "Deleted", f"Together cluster {target} is gone")
+        secret_name = spec.kubeconfig_secret_name or f"{obj.name}-kubeconfig"
+        await delete_owned_secret(self._kube, obj.owner, secret_name)
+        self._metrics.forget_cluster(obj.namespace, obj.name)
+        return None
 
     async def _cluster_to_delete(
         self,
@@ -445,8 +510,13 @@ class Reconciler:
         memory: ObjectMemory,
         spec: GPUClusterSpec,
         observer: FleetObserver,
-    ) -> str | None:
+    ) -> str | float | None:
+        """The cluster to delete; None when there is none; seconds to wait when a create's
+        outcome is still unknown."""
         recorded = self._recorded(obj, memory)
+        conflict = plan.cluster_id_conflict(spec, recorded)
+        if conflict is not None:
+            raise NeedsPerson(conflict.reason, conflict.message)
         cluster_id = spec.cluster_id or recorded.cluster_id
         if cluster_id is not None or recorded.create_intent_at is None:
             return cluster_id
@@ -462,13 +532,48 @@ class Reconciler:
                 f"{name!r}) this GPUCluster created; delete the right one at Together, then "
                 f"remove the finalizer {GROUP}/finalizer",
             )
-        return live[0].cluster_id if live else None
+        if live:
+            return live[0].cluster_id
+        # Not listed (yet): the same grace as before re-creating, then it never happened.
+        remaining = (
+            recorded.create_intent_at
+            + datetime.timedelta(seconds=self._settings.create_grace_seconds)
+            - self._now()
+        ).total_seconds()
+        return max(remaining, 1.0) if remaining > 0 else None
+
+    def _require_same_key(
+        self, obj: GPUClusterObject, observer: FleetObserver, cluster_id: str
+    ) -> None:
+        """A 404 only proves the cluster is gone when asked with the key that created it."""
+        recorded = obj.annotations.get(KEY_ANNOTATION)
+        if recorded and recorded != observer.fingerprint:
+            raise NeedsPerson(
+                "CredentialsChanged",
+                f"Together says cluster {cluster_id} does not exist, but the API key in use "
+                f"(fingerprint {observer.fingerprint}) is not the one that created it "
+                f"({recorded}); restore that key in spec.credentialsSecretRef",
+            )
 
     # ----------------------------------------------------------------------------------
     # helpers
 
-    async def _observer(self, obj: GPUClusterObject, spec: GPUClusterSpec) -> FleetObserver:
-        return self._fleet.observer_for(await self._api_key(obj, spec))
+    async def _observer(
+        self,
+        obj: GPUClusterObject,
+        spec: GPUClusterSpec,
+        memory: ObjectMemory,
+        *,
+        deleting: bool = False,
+    ) -> FleetObserver:
+        try:
+            api_key = await self._api_key(obj, spec)
+        except NeedsPerson:
+            if not (deleting and memory.api_key):
+                raise
+            api_key = memory.api_key  # the Secret went first (namespace deletion, say)
+        memory.api_key = api_key
+        return self._fleet.observer_for(api_key)
 
     async def _api_key(self, obj: GPUClusterObject, spec: GPUClusterSpec) -> str:
         ref = spec.credentials_secret_ref
@@ -518,13 +623,16 @@ class Reconciler:
         return plan.Recorded(cluster_id=cluster_id, create_intent_at=intent)
 
     async def _record_cluster_id(
-        self, obj: GPUClusterObject, memory: ObjectMemory, cluster_id: str
+        self, obj: GPUClusterObject, memory: ObjectMemory, cluster_id: str, key_fingerprint: str
     ) -> None:
         memory.cluster_id = cluster_id
         memory.intent_at, memory.intent_cleared = None, True
-        await self._kube.patch_annotations(
-            obj.namespace, obj.name, {CLUSTER_ID_ANNOTATION: cluster_id, INTENT_ANNOTATION: None}
-        )
+        annotations: dict[str, str | None] = {
+            CLUSTER_ID_ANNOTATION: cluster_id,
+            KEY_ANNOTATION: key_fingerprint,
+            INTENT_ANNOTATION: None,
+        }
+        await self._kube.patch_annotations(obj.namespace, obj.name, annotations)
         await self._kube.patch_status(obj.namespace, obj.name, {"clusterId": cluster_id})
 
     async def _clear_intent(self, obj: GPUClusterObject, memory: ObjectMemory) -> None:
@@ -590,6 +698,8 @@ class Reconciler:
         logger.warning("%s/%s: %s", obj.namespace, obj.name, message)
         verdict = Verdict(False, heals, not heals, reason, message, sync_error=(reason, message))
         if backoff:
+            next_try = self._now() + datetime.timedelta(seconds=delay)
+            verdict = replace(verdict, message=f"{message}; next try at {rfc3339(next_try)}")
             memory.last_verdict = verdict
         return verdict
 
@@ -613,7 +723,7 @@ class Reconciler:
             self._metrics.observe_cluster(obj.namespace, obj.name, cluster)
             wanted.update(mirror_cluster(cluster))
             self._phase_events(obj, memory, cluster, event)
-            if cluster.kube_config:
+            if memory.kubeconfig_secret_written == spec_secret:
                 wanted["kubeconfigSecretName"] = spec_secret
         if snapshot is not None:
             wanted["lastSyncTime"] = rfc3339(
@@ -686,10 +796,18 @@ class Reconciler:
             return
         digest = content_digest(f"{secret_name}\n{kubeconfig}")
         if memory.kubeconfig_digest == digest:
-            return  # written (or found foreign) already for exactly this content
+            return  # written already for exactly this content
+        if (
+            memory.secret_conflict_reported
+            and time.monotonic() - memory.foreign_secret_checked_at
+            < self._settings.slow_poll_seconds
+        ):
+            return  # a foreign Secret: looked at again now and then, not on every tick
+        memory.foreign_secret_checked_at = time.monotonic()
         outcome = await ensure_kubeconfig_secret(self._kube, obj.owner, secret_name, kubeconfig)
         # A foreign Secret is checked again on every visit: its owner may delete it.
         memory.kubeconfig_digest = None if outcome is SecretOutcome.FOREIGN else digest
+        memory.kubeconfig_secret_written = None if outcome is SecretOutcome.FOREIGN else secret_name
         if outcome is SecretOutcome.WRITTEN:
             event(
                 "Normal",

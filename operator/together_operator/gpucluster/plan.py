@@ -24,7 +24,8 @@ from together_operator.together.models import (
 
 # Together accepts configuration changes only while the cluster is settled.
 UPDATABLE_STATES = frozenset({ClusterStatus.READY, ClusterStatus.DEGRADED})
-# States in which the cluster is still changing on its own: poll fast, do not write.
+SCHEDULED = "Scheduled"  # sent by real servers, not in the contract's enum
+# States in which the cluster is not changing on its own (anything else: poll fast).
 STABLE_STATES = frozenset(
     {
         ClusterStatus.READY,
@@ -36,11 +37,12 @@ STABLE_STATES = frozenset(
 
 
 def is_transitional(cluster: GPUClusterInfo) -> bool:
-    """Whether Together is still working on the cluster (or its preemptible allocation)."""
-    return (
-        cluster.status not in STABLE_STATES
-        or cluster.allocated_preemptible_gpus != cluster.desired_preemptible_gpus
-    )
+    """Whether Together is working on the cluster right now (worth polling fast).
+
+    ``Scheduled`` can last days and a preemptible shortfall hours: both are watched at the
+    slow cadence. Unknown states count as transitional.
+    """
+    return cluster.status not in STABLE_STATES and cluster.status != SCHEDULED
 
 
 def desired_cluster_name(spec: GPUClusterSpec, namespace: str, name: str) -> str:
@@ -116,10 +118,36 @@ def plan_action(
     intent_grace: datetime.timedelta,
 ) -> Action:
     """The single next step that moves Together towards ``spec``."""
+    conflict = cluster_id_conflict(spec, recorded)
+    if conflict is not None:
+        return conflict
     cluster_id = spec.cluster_id or recorded.cluster_id
     if cluster_id is not None:
         return _plan_known(spec, cluster_id, observed.cluster, adopting=spec.cluster_id)
     return _plan_unknown(spec, namespace, name, recorded, observed.same_name, now, intent_grace)
+
+
+def cluster_id_conflict(spec: GPUClusterSpec, recorded: Recorded) -> Stall | None:
+    """A ``spec.clusterId`` set after this object already created (or started creating) a
+    cluster must not silently take over: the first cluster would leak."""
+    if spec.cluster_id is None:
+        return None
+    if recorded.cluster_id is not None and recorded.cluster_id != spec.cluster_id:
+        return Stall(
+            "ClusterIdConflict",
+            f"this GPUCluster already manages Together cluster {recorded.cluster_id}; "
+            f"spec.clusterId {spec.cluster_id} cannot take over. Set deletionPolicy: Orphan, "
+            "delete this GPUCluster, and manage each cluster with its own GPUCluster",
+        )
+    if recorded.cluster_id is None and recorded.create_intent_at is not None:
+        return Stall(
+            "ClusterIdConflict",
+            f"this GPUCluster started creating a cluster whose outcome is unknown; "
+            f"spec.clusterId {spec.cluster_id} cannot be adopted until that is resolved. "
+            "Check Together for a cluster named after this GPUCluster and delete it there, "
+            f"then remove the annotation compute.together.ai/create-intent",
+        )
+    return None
 
 
 def _plan_known(
@@ -218,13 +246,19 @@ def create_request(spec: GPUClusterSpec, cluster_name: str) -> GPUClusterCreateR
     return GPUClusterCreateRequest.model_validate(fields)
 
 
-def _normalized(value: Any) -> Any:
-    """Drop empty values so that an unset field equals Together's omitted one."""
-    if isinstance(value, dict):
-        return {k: _normalized(v) for k, v in value.items() if v not in (None, {}, [])}
-    if isinstance(value, list):
-        return [_normalized(v) for v in value]
-    return value
+def _is_unset(value: Any) -> bool:
+    # proto3 servers omit zero values: false, "", 0, empty and the NONE enum mean "unset".
+    return value in (None, False, "", "NONE", {}, [])
+
+
+def differs(wanted: Any, observed: Any) -> bool:
+    """Whether Together's value differs from the spec's, comparing only what the spec sets."""
+    if isinstance(wanted, dict):
+        seen = observed if isinstance(observed, dict) else {}
+        return any(differs(value, seen.get(key)) for key, value in wanted.items())
+    if _is_unset(wanted):
+        return not _is_unset(observed)
+    return bool(wanted != observed)
 
 
 def update_for(
@@ -253,22 +287,21 @@ def update_for(
         body["reservation_end_time"] = spec.reservation_end_time
         changed.append("reservationEndTime")
     if spec.cluster_config is not None:
-        wanted_config = _normalized(spec.cluster_config.model_dump(mode="json"))
-        observed_config = _normalized(
+        wanted_config = spec.cluster_config.model_dump(mode="json", exclude_none=True)
+        observed_config = (
             cluster.cluster_config.model_dump(mode="json") if cluster.cluster_config else {}
         )
-        if wanted_config != observed_config:
+        if differs(wanted_config, observed_config):
             body["cluster_config"] = spec.cluster_config.model_dump(mode="json", exclude_none=True)
             changed.append("clusterConfig")
     if spec.add_ons is not None:
-        observed_add_ons = {
-            a.name: _normalized(a.config.model_dump(mode="json")) for a in cluster.add_ons
-        }
+        observed_add_ons = {a.name: a.config.model_dump(mode="json") for a in cluster.add_ons}
+        # Add-ons that Together does not report yet cannot be added by this PUT (it updates
+        # existing add-ons by name); see the README's known limits.
         updates = [
             AddOnUpdateRequest.model_validate({"name": a.name, "config": a.config})
             for a in spec.add_ons
-            if a.name in observed_add_ons
-            and _normalized(a.config or {}) != observed_add_ons[a.name]
+            if a.name in observed_add_ons and differs(a.config or {}, observed_add_ons[a.name])
         ]
         if updates:
             body["add_ons"] = updates

@@ -22,6 +22,7 @@ from together_operator.together.models import (
     GPUClustersSharedVolumeCreateRequest,
     GPUClustersSharedVolumeUpdateRequest,
     GPUClusterUpdateRequest,
+    InstanceClusterConfig,
     WireModel,
 )
 
@@ -152,6 +153,18 @@ def _check_add_ons(names: list[str], types: list[str]) -> None:
         raise InvalidRequest(f"`add_ons[].name` must be unique (repeated: {duplicates[0]!r})")
 
 
+LOAD_BALANCERS = ("NONE", "TRAEFIK", "NGINX", "ISTIO")
+
+
+def _check_cluster_config(config: InstanceClusterConfig | None) -> None:
+    # The wire model reads load_balancer as free text (tolerant reads); requests are strict.
+    if config is not None and config.load_balancer not in LOAD_BALANCERS:
+        raise InvalidRequest(
+            f"`cluster_config.load_balancer` {config.load_balancer!r} is not one of "
+            + ", ".join(LOAD_BALANCERS)
+        )
+
+
 def _check_shared_volume(request: GPUClusterCreateRequest) -> None:
     volume = request.shared_volume
     if volume is None:
@@ -197,6 +210,7 @@ def validate_create(
     _check_region_offer(request, catalog)
     driver = resolve_driver(request, catalog)
     _check_shared_volume(request)
+    _check_cluster_config(request.cluster_config)
     add_ons = request.add_ons or []
     _check_add_ons([a.name for a in add_ons], [a.add_on_type for a in add_ons])
     return request, driver
@@ -216,6 +230,7 @@ def validate_update(body: object, cluster: GPUClusterInfo) -> GPUClusterUpdateRe
             f"`cluster_type` cannot be changed (cluster {cluster.cluster_id} is "
             f"{cluster.cluster_type})"
         )
+    _check_cluster_config(update.cluster_config)
     num_gpus = cluster.num_gpus if update.num_gpus is None else update.num_gpus
     _check_num_gpus(num_gpus)
     preemptible = update.num_preemptible_gpus

@@ -9,6 +9,8 @@ its answer is lost the client raises :class:`AmbiguousCreate` and the caller lis
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from together_operator.together.errors import (
     AmbiguousCreate,
+    InvalidResponse,
     NotFound,
     RetryLater,
     ServerError,
@@ -64,7 +67,26 @@ def _retry_after_seconds(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: rare enough to fall back to our own backoff
+        pass
+    try:  # the other form: an HTTP date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def _parse(model: type[Model], body: Any) -> Model:
+    """Validate a 200 body; one that does not fit the contract is a typed, retryable error
+    (whose message never quotes the body: it may hold a kubeconfig)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in error.errors()[:3])
+        raise InvalidResponse(
+            f"Together's answer does not fit {model.__name__} (at {where})"
+        ) from None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -120,11 +142,11 @@ class TogetherClient:
         # The contract (and the official SDK) name this query parameter `projectId`.
         params = {"projectId": project_id} if project_id else None
         body = await self._call("GPUClusterService_List", "GET", "/compute/clusters", params=params)
-        return GPUClusters.model_validate(body).clusters
+        return _parse(GPUClusters, body).clusters
 
     async def get_cluster(self, cluster_id: str) -> GPUClusterInfo:
         body = await self._call("GPUClusterService_Get", "GET", f"/compute/clusters/{cluster_id}")
-        return GPUClusterInfo.model_validate(body)
+        return _parse(GPUClusterInfo, body)
 
     async def create_cluster(self, request: GPUClusterCreateRequest) -> GPUClusterInfo:
         body = await self._call(
@@ -134,7 +156,14 @@ class TogetherClient:
             json=request.model_dump(mode="json", exclude_none=True),
             idempotent=False,
         )
-        return GPUClusterInfo.model_validate(body)
+        try:
+            return _parse(GPUClusterInfo, body)
+        except InvalidResponse as error:
+            # Together said yes, but which cluster it made cannot be read: resolve by listing.
+            raise AmbiguousCreate(
+                f"{error.message}; the cluster was probably created",
+                operation="GPUClusterService_Create",
+            ) from None
 
     async def update_cluster(
         self, cluster_id: str, request: GPUClusterUpdateRequest
@@ -145,17 +174,17 @@ class TogetherClient:
             f"/compute/clusters/{cluster_id}",
             json=request.model_dump(mode="json", exclude_none=True),
         )
-        return GPUClusterInfo.model_validate(body)
+        return _parse(GPUClusterInfo, body)
 
     async def delete_cluster(self, cluster_id: str) -> GPUClusterDeleteResponse:
         body = await self._call(
             "GPUClusterService_Delete", "DELETE", f"/compute/clusters/{cluster_id}"
         )
-        return GPUClusterDeleteResponse.model_validate(body)
+        return _parse(GPUClusterDeleteResponse, body)
 
     async def list_regions(self) -> RegionListResponse:
         body = await self._call("RegionService_List", "GET", "/compute/regions")
-        return RegionListResponse.model_validate(body)
+        return _parse(RegionListResponse, body)
 
     async def _call(
         self,
@@ -174,6 +203,11 @@ class TogetherClient:
             except TogetherError as error:
                 if not (idempotent and error.retryable) or attempt >= self._retry.attempts:
                     raise
+                if (
+                    isinstance(error, RetryLater)
+                    and (error.retry_after or 0) > self._retry.max_delay
+                ):
+                    raise  # "come back in a minute": the caller's backoff honours that, not us
                 await self._sleep(self._retry.delay(attempt, error))
 
     async def _exchange(

@@ -72,6 +72,10 @@ class ServerError(RetryLater):
     """5xx: Together's side failed; usually transient (503 may carry Retry-After)."""
 
 
+class InvalidResponse(RetryLater):
+    """Together answered 200 with a body that does not fit the contract."""
+
+
 class TransportError(TogetherError):
     """No HTTP answer: connection refused or reset, timeout, TLS failure."""
 

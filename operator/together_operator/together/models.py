@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class WireModel(BaseModel):
     """Base of every wire model: unknown fields are ignored, names are the wire names."""
 
-    model_config = ConfigDict(extra="ignore")
+    # hide_input_in_errors: a validation error must never quote a body (it may hold a
+    # kube_config) into a log line or an exception message.
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
 
 ClusterType = Literal["KUBERNETES", "SLURM"]
@@ -160,7 +162,8 @@ class Toggle(WireModel):
 class InstanceClusterConfig(WireModel):
     """Cluster-level configuration (`cluster_config`)."""
 
-    load_balancer: LoadBalancer
+    # Read as free text: a value newer than this contract must not make a List unreadable.
+    load_balancer: str = "NONE"
     kubernetes_dashboard_enabled: bool | None = None
     jumphost_enabled: bool | None = None
     slurm_startup_scripts: SlurmStartupScripts | None = None
