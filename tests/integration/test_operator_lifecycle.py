@@ -219,3 +219,31 @@ def test_foreign_secret_is_left_untouched_and_reported(
     gpuclusters.core.delete_namespaced_secret("mine-kubeconfig", namespace)
     gpuclusters.wait_condition(namespace, "mine", "Ready", "True")
     gpuclusters.delete_and_wait(namespace, "mine")
+
+
+def test_cluster_id_added_later_cannot_take_over_from_the_created_cluster(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.create(namespace, "first")
+    gpuclusters.wait_condition(namespace, "first", "Ready", "True")
+    gpuclusters.create(namespace, "second")
+    gpuclusters.wait_condition(namespace, "second", "Ready", "True")
+    other = (gpuclusters.get(namespace, "second") or {})["status"]["clusterId"]
+
+    gpuclusters.patch_spec(namespace, "first", {"clusterId": other})
+    stalled = gpuclusters.wait_condition(
+        namespace, "first", "Stalled", "True", reason="ClusterIdConflict"
+    )
+    assert other in stalled["message"]
+    # Deleting it now must not delete someone else's cluster, nor leak its own.
+    gpuclusters.delete(namespace, "first")
+    gpuclusters.wait_condition(namespace, "first", "Stalled", "True", reason="ClusterIdConflict")
+    [second] = simulator.clusters_named(f"{namespace}-second")
+    assert second["deleted"] is False
+    gpuclusters.patch_spec(namespace, "first", {"deletionPolicy": "Orphan"})
+    wait_for(
+        lambda: gpuclusters.get(namespace, "first") is None,
+        timeout=30,
+        what="the orphaned GPUCluster to be released",
+    )
+    gpuclusters.delete_and_wait(namespace, "second")

@@ -65,6 +65,9 @@ CLUSTER_ID_ANNOTATION = f"{GROUP}/cluster-id"
 KEY_ANNOTATION = f"{GROUP}/api-key-fingerprint"
 #: A non-healing error is retried this rarely (in case a key was fixed or capacity freed).
 STALLED_RETRY_SECONDS = 300.0
+#: A blocked deletion is looked at again this soon: kopf does not re-run a delete handler
+#: on a spec change (such as deletionPolicy: Orphan, the documented way out) before then.
+DELETION_RECHECK_SECONDS = 10.0
 #: The same update accepted this often without Together reporting it: stop and say so.
 MAX_IDENTICAL_UPDATES = 3
 
@@ -439,7 +442,7 @@ class Reconciler:
                     f"({error.errors()[0].get('msg')}); fix it, or set deletionPolicy: Orphan",
                 )
                 await self._report(obj, memory, None, problem, event)
-                return STALLED_RETRY_SECONDS
+                return DELETION_RECHECK_SECONDS
             if spec.deletion_policy == DeletionPolicy.ORPHAN:
                 self._metrics.forget_cluster(obj.namespace, obj.name)
                 cluster_id = spec.cluster_id or self._recorded(obj, memory).cluster_id
@@ -454,11 +457,14 @@ class Reconciler:
             except NeedsPerson as problem:
                 message = f"{problem.message} (or set deletionPolicy: Orphan to keep the cluster)"
                 await self._report(obj, memory, None, stalled(problem.reason, message), event)
-                return STALLED_RETRY_SECONDS
+                return DELETION_RECHECK_SECONDS
             except TogetherError as error:
                 verdict = self._error_verdict(obj, memory, error, event)
                 await self._report(obj, memory, None, verdict, event)
-                return max(memory.next_action_at - time.monotonic(), 1.0)
+                wait = max(memory.next_action_at - time.monotonic(), 1.0)
+                if isinstance(error, RetryLater) and error.retry_after:
+                    return wait
+                return min(wait, DELETION_RECHECK_SECONDS)
 
     async def _delete(
         self, obj: GPUClusterObject, memory: ObjectMemory, spec: GPUClusterSpec, event: EventFn
