@@ -7,6 +7,7 @@ tests can SIGKILL and restart it. The simulator runs in-process on 127.0.0.1 at 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -226,6 +227,11 @@ def namespace(kube: KubeTarget) -> Iterator[str]:
     core = client.CoreV1Api(api_client(kube.kubeconfig))
     core.create_namespace({"metadata": {"name": name}})
     yield name
+    # Without a controller-manager nothing empties a deleted namespace: delete what the test
+    # left (the operator, when running, then deletes their clusters at the simulator).
+    custom = client.CustomObjectsApi(api_client(kube.kubeconfig))
+    with contextlib.suppress(ApiException):
+        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, name, PLURAL)
     core.delete_namespace(name)
 
 
@@ -242,7 +248,8 @@ class GPUClusters:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "GPUCluster",
             "metadata": {"name": name},
-            "spec": {**minimal_spec(), **spec},
+            # A None override removes that field from the minimal spec.
+            "spec": {k: v for k, v in {**minimal_spec(), **spec}.items() if v is not None},
         }
         result: dict[str, Any] = self.custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, body

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-from tests.integration.conftest import GPUClusters, minimal_spec
+from tests.integration.conftest import GPUClusters
 
 
 def rejection_message(error: ApiException) -> str:
@@ -103,20 +103,8 @@ INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
 def test_invalid_manifest_is_rejected_with_its_message(
     gpuclusters: GPUClusters, namespace: str, case: str, overrides: dict[str, Any], message: str
 ) -> None:
-    spec = {k: v for k, v in {**minimal_spec(), **overrides}.items() if v is not None}
     with pytest.raises(ApiException) as rejected:
-        gpuclusters.custom.create_namespaced_custom_object(
-            "compute.together.ai",
-            "v1alpha1",
-            namespace,
-            "gpuclusters",
-            {
-                "apiVersion": "compute.together.ai/v1alpha1",
-                "kind": "GPUCluster",
-                "metadata": {"name": case},
-                "spec": spec,
-            },
-        )
+        gpuclusters.create(namespace, case, **overrides)
     assert rejected.value.status == 422
     assert message in rejection_message(rejected.value)
 
@@ -124,18 +112,7 @@ def test_invalid_manifest_is_rejected_with_its_message(
 def test_the_minimal_manifest_is_accepted_with_defaults(
     gpuclusters: GPUClusters, namespace: str
 ) -> None:
-    created = gpuclusters.custom.create_namespaced_custom_object(
-        "compute.together.ai",
-        "v1alpha1",
-        namespace,
-        "gpuclusters",
-        {
-            "apiVersion": "compute.together.ai/v1alpha1",
-            "kind": "GPUCluster",
-            "metadata": {"name": "ok"},
-            "spec": minimal_spec(),
-        },
-    )
+    created = gpuclusters.create(namespace, "ok")
     assert created["spec"]["clusterType"] == "KUBERNETES"
     assert created["spec"]["billingType"] == "ON_DEMAND"
     assert created["spec"]["deletionPolicy"] == "Delete"
@@ -155,19 +132,7 @@ IMMUTABLE_EDITS = [
 def test_immutable_field_edit_is_rejected(
     gpuclusters: GPUClusters, namespace: str, field: str, value: Any
 ) -> None:
-    spec = {**minimal_spec(), "clusterName": "original"}
-    gpuclusters.custom.create_namespaced_custom_object(
-        "compute.together.ai",
-        "v1alpha1",
-        namespace,
-        "gpuclusters",
-        {
-            "apiVersion": "compute.together.ai/v1alpha1",
-            "kind": "GPUCluster",
-            "metadata": {"name": "fixed"},
-            "spec": spec,
-        },
-    )
+    gpuclusters.create(namespace, "fixed", clusterName="original")
     change = {field: value}
     if field == "clusterType":
         change["slurmShmSizeGib"] = 64  # keep the object otherwise valid
@@ -178,18 +143,7 @@ def test_immutable_field_edit_is_rejected(
 
 
 def test_mutable_fields_can_change(gpuclusters: GPUClusters, namespace: str) -> None:
-    gpuclusters.custom.create_namespaced_custom_object(
-        "compute.together.ai",
-        "v1alpha1",
-        namespace,
-        "gpuclusters",
-        {
-            "apiVersion": "compute.together.ai/v1alpha1",
-            "kind": "GPUCluster",
-            "metadata": {"name": "grows"},
-            "spec": minimal_spec(),
-        },
-    )
+    gpuclusters.create(namespace, "grows")
     gpuclusters.patch_spec(
         namespace,
         "grows",
