@@ -23,6 +23,8 @@ from together_operator.together.errors import RetryLater, TogetherError
 from together_operator.together.models import GPUClusterInfo
 
 logger = logging.getLogger(__name__)
+#: Shutdown waits this long for observers to end (they end at once; this is a bound).
+CLOSE_TIMEOUT_SECONDS = 5.0
 #: How long a cluster stays "managed" after a GPUCluster last looked at it.
 TRACKING_SECONDS = 600.0
 
@@ -69,6 +71,7 @@ class FleetObserver:
     #: Clusters some GPUCluster manages, with when it last said so: only their changes
     #: make polling fast (an account's unmanaged clusters do not).
     _tracked: dict[str, float] = field(default_factory=dict)
+    _stopping: bool = False
     _failures: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _fresh: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -119,9 +122,16 @@ class FleetObserver:
                 )
         return self.snapshot
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to end; it does at its next wake-up (set here, so at once)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Poll until cancelled."""
-        while True:
+        """Poll until :meth:`stop` (or cancelled)."""
+        # The flag, not only cancellation: on Python 3.11, wait_for() can swallow a cancel
+        # that races with the wake event being set.
+        while not self._stopping:
             delay = self.policy.fast_seconds
             try:
                 snapshot = await self._poll_once()
@@ -137,6 +147,8 @@ class FleetObserver:
                 logger.exception("listing clusters (key %s) failed", self.fingerprint)
                 delay = self._error_backoff()
             self._wake.clear()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
@@ -202,6 +214,8 @@ class Fleet:
             del self._last_used[fingerprint]
             task = self._tasks.pop(fingerprint, None)
             observer = self._observers.pop(fingerprint, None)
+            if observer is not None:
+                observer.stop()
             if task is not None:
                 task.cancel()
             if observer is not None:
@@ -212,9 +226,12 @@ class Fleet:
 
     async def close(self) -> None:
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        for observer in self._observers.values():
+            observer.stop()
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks.values(), timeout=CLOSE_TIMEOUT_SECONDS)
         for observer in self._observers.values():
             await observer.client.aclose()
         self._tasks.clear()

@@ -248,6 +248,11 @@ class Reconciler:
             # The observer backs off on its own; nothing to gate here.
             return None, self._error_verdict(obj, memory, observer.error, event, backoff=False)
         recorded = self._recorded(obj, memory)
+        conflict = plan.cluster_id_conflict(spec, recorded)
+        if conflict is not None:
+            # Decided before observing: the other cluster's state (and kubeconfig) must not
+            # be mirrored into this object.
+            return None, stalled(conflict.reason, conflict.message)
         try:
             observed = await self._observe(observer, snapshot, spec, recorded, obj, memory)
         except TogetherError as error:
