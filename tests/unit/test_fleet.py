@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import async_test as support_async_test
 from together_operator.controller.fleet import (
     Fleet,
     FleetObserver,
@@ -31,8 +31,6 @@ from together_operator.together.client import RetryPolicy, TogetherClient
 from together_operator.together.errors import RateLimited, ServerError
 from together_operator.together.models import ClusterStatus, GPUClusterInfo
 
-P = ParamSpec("P")
-
 API_KEY = "tgp_v1_FLEET-SECRET-5b2e8d40-never-log-me"
 OTHER_KEY = "tgp_v1_FLEET-SECRET-9a61c3f7-also-private"
 BASE_URL = "http://together.test"
@@ -42,14 +40,7 @@ SLOW = 60.0  # never elapses within a test: a second poll means the observer did
 QUIET_WINDOW = 0.3  # how long "no further poll" is watched for
 
 
-def async_test(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test body in a fresh event loop, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT_SECONDS))
-
-    return run
+async_test = support_async_test(TEST_TIMEOUT_SECONDS)
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:

@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import functools
 import json
 import socket
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import async_test as support_async_test
 from together_operator.simulator.clock import FakeClock
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
 from together_operator.together.client import RetryPolicy, TogetherClient, cluster_or_none
@@ -43,8 +43,6 @@ from together_operator.together.models import (
     GPUClusterUpdateRequest,
 )
 
-P = ParamSpec("P")
-
 # Distinctive enough that finding it anywhere in an error means the key leaked.
 API_KEY = "tgp_v1_SECRET-7f3a9c1e-never-print-me"
 BASE_URL = "http://together.test"
@@ -55,14 +53,7 @@ TEST_TIMEOUT_SECONDS = 10.0
 Handler = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
 
 
-def async_test(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test body in a fresh event loop, bounded in time."""
-
-    @functools.wraps(test)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT_SECONDS))
-
-    return run
+async_test = support_async_test(TEST_TIMEOUT_SECONDS)
 
 
 def cluster_body(**overrides: Any) -> dict[str, Any]:
