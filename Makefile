@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest tools demo clean
+.PHONY: test lint typecheck pytest tools demo clean manifests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(STAMP)
 ## Find or build etcd, kube-apiserver, kubectl and helm (cached in ~/.cache/together-operator).
 tools: $(STAMP)
 	$(BIN)/together-operator dev tools --with-helm
+
+## Regenerate what repeats a fact owned elsewhere: the CRD copies and the version stamps.
+manifests: $(STAMP)
+	$(BIN)/python -m together_operator.manifests
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests

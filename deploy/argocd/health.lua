@@ -59,8 +59,11 @@ if is_true(stalled) then
   return hs
 end
 
+-- Still applying the spec (a scale-up waiting out a rate limit, say) is Progressing even
+-- while Together reports the cluster Ready, as kstatus reads Reconciling=True.
+local reconciling = condition("Reconciling")
 local ready = condition("Ready")
-if is_true(ready) then
+if is_true(ready) and not is_true(reconciling) then
   hs.status = "Healthy"
   hs.message = ready.message
   return hs
@@ -74,7 +77,6 @@ if state == "Paused" or state == "OnDemandComputePaused" then
 end
 
 hs.status = "Progressing"
-local reconciling = condition("Reconciling")
 if is_true(reconciling) then
   hs.message = describe(reconciling)
 elseif ready ~= nil then

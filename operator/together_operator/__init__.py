@@ -1,3 +1,9 @@
 """Kubernetes operator that manages Together AI GPU clusters declaratively."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # One version source: pyproject.toml (the installed distribution's metadata).
+    __version__ = version("together-operator")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,35 +1,22 @@
 """GPUCluster objects as the operator leaves them in each state, for the GitOps health tests.
 
 Every status is built by the operator's own code: Together's answer goes through
-``mirror_cluster`` and the planner / ``verdict_for_cluster`` / ``error_reason``, and the
-conditions through ``conditions_for``; failed calls through the reconciler's own
-``_error_verdict``. The only hand-written part is which verdict the reconciler reports for a
-planned stall or update (as ``Reconciler._act`` does), so a change in how the operator
-computes conditions changes what these health tests see.
+``mirror_cluster``, the planner and the ``Verdict`` constructors, failed calls through
+``Verdict.failure`` (with ``despite`` where Together's view still decides Ready, as the
+reconciler does), and the conditions through ``conditions_for``. So a change in how the
+operator computes conditions changes what these health tests see.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any, cast
+from typing import Any
 
-from together_operator.controller.metrics import OperatorMetrics
-from together_operator.controller.reconciler import (
-    CLUSTER_ID_ANNOTATION,
-    GPUClusterObject,
-    ObjectMemory,
-    Reconciler,
-)
+from together_operator.controller.records import CLUSTER_ID_ANNOTATION
 from together_operator.gpucluster import plan
+from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import FINALIZER, GROUP, VERSION, GPUClusterSpec
-from together_operator.gpucluster.status import (
-    Verdict,
-    conditions_for,
-    mirror_cluster,
-    rfc3339,
-    verdict_for_cluster,
-)
-from together_operator.settings import OperatorSettings
+from together_operator.gpucluster.status import Verdict, conditions_for, mirror_cluster, rfc3339
 from together_operator.together.errors import RateLimited, TogetherError, Unauthorized
 from together_operator.together.models import ClusterStatus, GPUClusterInfo
 
@@ -68,8 +55,9 @@ def gpucluster(
     seen = generation if observed_generation is None else observed_generation
     status: dict[str, Any] = {"observedGeneration": seen}
     if cluster is not None:
-        status.update({k: v for k, v in mirror_cluster(cluster).items() if v is not None})
-    status["conditions"] = conditions_for(verdict, generation=seen, previous=None, now=NOW)
+        status.update(mirror_cluster(cluster).to_k8s())
+    conditions = conditions_for(verdict, generation=seen, previous=None, now=NOW)
+    status["conditions"] = [c.to_k8s() for c in conditions]
     metadata: dict[str, Any] = {
         "name": NAME,
         "namespace": NAMESPACE,
@@ -91,27 +79,20 @@ def gpucluster(
     }
 
 
-def error_verdict(error: TogetherError) -> Verdict:
-    """What the reconciler reports after a failed call: its own ``_error_verdict``, which
-    touches nothing but the settings and the per-object memory handed to it."""
-    reconciler = Reconciler(
-        kube=cast(Any, None),
-        fleet=cast(Any, None),
-        settings=OperatorSettings(),
-        metrics=OperatorMetrics(),
-    )
-    body = gpucluster(Verdict(False, True, False, "Provisioning", "starting"), None)
-    return reconciler._error_verdict(
-        GPUClusterObject.from_body(body), ObjectMemory(), error, lambda *_: None
-    )
+def error_verdict(error: TogetherError, cluster: GPUClusterInfo | None = None) -> Verdict:
+    """What the reconciler reports after a failed call, with its next try in 30 s."""
+    failed = Verdict.failure(error, NOW + datetime.timedelta(seconds=30))
+    if cluster is not None and error.heals:
+        return Verdict.for_cluster(cluster).despite(failed)
+    return failed
 
 
 def planned_verdict(action: plan.Action) -> Verdict:
-    """What the reconciler reports for a planned action that is not a call (``_act``)."""
+    """What the reconciler reports for a planned stall, or an update Together accepted."""
     if isinstance(action, plan.Stall):
-        return Verdict(False, False, True, action.reason, action.message)
+        return Verdict.stall(action)
     if isinstance(action, plan.Update):
-        return Verdict(False, True, False, "Updating", f"applying {', '.join(action.changed)}")
+        return Verdict.progressing(Reason.UPDATING, f"applying {', '.join(action.changed)}")
     raise AssertionError(f"no fixture maps {action!r}")
 
 
@@ -140,24 +121,24 @@ def all_states() -> dict[str, dict[str, Any]]:
     scaled_spec = {**SPEC, "numGpus": 16}
     scaling = plan_for(scaled_spec, plan.Observation(cluster=ready), ready.cluster_id)
     twins = [together_cluster(ClusterStatus.READY, cluster_id=f"c-000{i}") for i in (1, 2)]
-    ambiguous = plan_for(SPEC, plan.Observation(same_name=twins), None)
-    taken = plan_for(SPEC, plan.Observation(same_name=twins[:1]), None)
+    ambiguous = plan_for(SPEC, plan.Observation(same_name=twins, fresh=True), None)
+    taken = plan_for(SPEC, plan.Observation(same_name=twins[:1], fresh=True), None)
     unauthorized = Unauthorized("invalid API key", status=401, operation="listClusters")
     limited = RateLimited("too many requests", status=429, retry_after=30, operation="listClusters")
-    deleting = Verdict(False, True, False, "Deleting", "waiting for Together to finish deleting")
+    deleting = Verdict.progressing(Reason.DELETING, "waiting for Together to finish deleting")
     return {
-        "creating": gpucluster(verdict_for_cluster(creating), creating),
-        "ready": gpucluster(verdict_for_cluster(ready), ready),
+        "creating": gpucluster(Verdict.for_cluster(creating), creating),
+        "ready": gpucluster(Verdict.for_cluster(ready), ready),
         "scaling": gpucluster(planned_verdict(scaling), ready, generation=2, spec=scaled_spec),
-        "degraded": gpucluster(verdict_for_cluster(degraded), degraded),
+        "degraded": gpucluster(Verdict.for_cluster(degraded), degraded),
         "stalled-unauthorized": gpucluster(error_verdict(unauthorized), None),
         "stalled-ambiguous-name": gpucluster(planned_verdict(ambiguous), None),
         "stalled-name-taken": gpucluster(planned_verdict(taken), None),
-        "rate-limited": gpucluster(error_verdict(limited), ready),
+        "rate-limited": gpucluster(error_verdict(limited, ready), ready),
         "deleting": gpucluster(deleting, going, deleting=True),
         "deleting-blocked": gpucluster(error_verdict(unauthorized), going, deleting=True),
         "stale-generation": gpucluster(
-            verdict_for_cluster(ready), ready, generation=3, observed_generation=2
+            Verdict.for_cluster(ready), ready, generation=3, observed_generation=2
         ),
-        "paused": gpucluster(verdict_for_cluster(paused), paused),
+        "paused": gpucluster(Verdict.for_cluster(paused), paused),
     }

@@ -11,9 +11,7 @@ import yaml
 
 from tests.deploy.manifests import (
     CHART,
-    CRD_COPIES,
     CRD_SOURCE,
-    REPO,
     SYSTEM_NAMESPACE,
     helm_template,
     kustomize,
@@ -27,14 +25,6 @@ from tests.deploy.manifests import (
 
 def rendered(kubectl: Path, helm: Path, source: str) -> list[dict[str, Any]]:
     return load_objects(kustomize(kubectl) if source == "kustomize" else helm_template(helm))
-
-
-@pytest.mark.parametrize("copy", CRD_COPIES, ids=lambda p: str(p.relative_to(REPO)))
-def test_crd_copy_is_byte_identical_to_the_generated_crd(copy: Path) -> None:
-    assert copy.read_bytes() == CRD_SOURCE.read_bytes(), (
-        f"{copy.relative_to(REPO)} differs from {CRD_SOURCE.relative_to(REPO)}; refresh it with "
-        f"`cp {CRD_SOURCE.relative_to(REPO)} {copy.relative_to(REPO)}`"
-    )
 
 
 @pytest.mark.parametrize("source", ["kustomize", "helm"])

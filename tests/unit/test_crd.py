@@ -5,18 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from together_operator import __version__
 from together_operator.gpucluster.crd import crd_manifest, crd_yaml
-from together_operator.gpucluster.spec import IMMUTABLE_FIELDS
+from together_operator.gpucluster.spec import (
+    IMMUTABLE_FIELDS,
+    GPUClusterSpec,
+    operator_fields,
+    updatable_fields,
+)
+from together_operator.manifests import generated_files
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "gpuclusters.compute.together.ai.yaml"
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = generated_files(REPO)
 
 
-def test_committed_crd_matches_the_models() -> None:
-    assert CRD_FILE.read_text() == crd_yaml(), (
-        "crds/ drifted from the models: run `together-operator crd > "
-        "crds/gpuclusters.compute.together.ai.yaml`"
+@pytest.mark.parametrize("path", sorted(GENERATED), ids=str)
+def test_generated_files_are_what_make_manifests_writes(path: Path) -> None:
+    assert (REPO / path).read_text() == GENERATED[path], (
+        f"{path} is not what the generator writes (the CRD from the models, the version from "
+        "pyproject.toml): run `make manifests` and commit the result"
+    )
+
+
+def test_the_version_comes_from_pyproject() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'\nversion = "{__version__}"\n' in pyproject
+    assert (
+        f'appVersion: "{__version__}"'
+        in GENERATED[Path("deploy/helm/together-operator/Chart.yaml")]
     )
 
 
@@ -57,3 +76,35 @@ def test_printer_columns_match_the_brief() -> None:
 
 def test_crd_yaml_round_trips() -> None:
     assert yaml.safe_load(crd_yaml()) == crd_manifest()
+
+
+def test_mutability_is_declared_once_and_drives_rules_diff_and_create() -> None:
+    """The field markers are the one declaration: the CEL rules name exactly the
+    create-only fields, the update diff covers exactly the updatable ones, and the create
+    request carries every Together field but no operator field."""
+    rules = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"
+    ]["x-kubernetes-validations"]
+    immutable = {
+        r["rule"].split("has(self.")[1].split(")")[0] for r in rules if "oldSelf" in r["rule"]
+    }
+    assert immutable == {*IMMUTABLE_FIELDS, "clusterId"}
+    assert set(updatable_fields()) == {
+        "num_gpus",
+        "num_preemptible_gpus",
+        "num_reserved_gpus",
+        "num_capacity_pool_gpus",
+        "reservation_end_time",
+        "cluster_config",
+        "add_ons",
+    }
+    assert operator_fields() == {
+        "credentials_secret_ref",
+        "kubeconfig_secret_name",
+        "deletion_policy",
+        "cluster_id",
+    }
+    every = {info.alias for info in GPUClusterSpec.model_fields.values()}
+    camel_updatable = {GPUClusterSpec.model_fields[n].alias for n in updatable_fields()}
+    camel_operator = {GPUClusterSpec.model_fields[n].alias for n in operator_fields()}
+    assert every == set(IMMUTABLE_FIELDS) | camel_updatable | camel_operator

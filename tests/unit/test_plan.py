@@ -45,15 +45,17 @@ def decide(
     *,
     recorded: plan.Recorded | None = None,
     observed: plan.Observation | None = None,
+    attempts: plan.Attempts | None = None,
 ) -> plan.Action:
     return plan.plan_action(
         desired,
         namespace="team-a",
         name="train",
         recorded=recorded or plan.Recorded(),
-        observed=observed or plan.Observation(),
+        observed=observed or plan.Observation(fresh=True),
         now=NOW,
         intent_grace=GRACE,
+        attempts=attempts,
     )
 
 
@@ -120,8 +122,76 @@ def test_foreign_cluster_with_our_name_is_not_adopted_silently() -> None:
 
 
 def test_a_deleting_namesake_does_not_block_creation() -> None:
-    action = decide(spec(), observed=plan.Observation(same_name=[cluster(status="Deleting")]))
+    deleting = [cluster(status="Deleting")]
+    action = decide(spec(), observed=plan.Observation(same_name=deleting, fresh=True))
     assert isinstance(action, plan.Create)
+
+
+def test_a_create_is_never_decided_on_a_cached_list() -> None:
+    assert isinstance(decide(spec(), observed=plan.Observation(fresh=False)), plan.LookAgain)
+    # ... while everything that is not a create is decided on the cached list as it is.
+    taken = plan.Observation(same_name=[cluster()], fresh=False)
+    assert isinstance(decide(spec(), observed=taken), plan.Stall)
+
+
+def test_the_grace_rule_is_one_rule() -> None:
+    intent = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=45))
+    assert plan.unresolved_create(intent, NOW, GRACE) == datetime.timedelta(seconds=15)
+    assert plan.unresolved_create(intent, NOW + datetime.timedelta(seconds=15), GRACE) is None
+    assert plan.unresolved_create(plan.Recorded("c-1", NOW), NOW, GRACE) is None
+    assert plan.unresolved_create(plan.Recorded(), NOW, GRACE) is None
+
+
+def test_backing_off_holds_actions_but_not_waits_or_stalls() -> None:
+    backing_off = plan.Attempts(backing_off=True)
+    held = decide(spec(), attempts=backing_off)
+    assert isinstance(held, plan.Hold)
+    assert isinstance(held.postponed, plan.Create)
+    scale = decide(
+        spec(numGpus=24),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster()),
+        attempts=backing_off,
+    )
+    assert isinstance(scale, plan.Hold)
+    in_sync = decide(
+        spec(),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster()),
+        attempts=backing_off,
+    )
+    assert isinstance(in_sync, plan.InSync)
+
+
+def test_an_update_accepted_again_and_again_without_effect_stalls() -> None:
+    known = {"recorded": plan.Recorded("c-1"), "observed": plan.Observation(cluster=cluster())}
+    update = decide(spec(numGpus=24), **known)  # type: ignore[arg-type]
+    assert isinstance(update, plan.Update)
+    twice = plan.Attempts(accepted_updates={update.body: plan.MAX_IDENTICAL_UPDATES - 1})
+    assert isinstance(decide(spec(numGpus=24), attempts=twice, **known), plan.Update)  # type: ignore[arg-type]
+    limit = plan.Attempts(accepted_updates={update.body: plan.MAX_IDENTICAL_UPDATES})
+    stalled = decide(spec(numGpus=24), attempts=limit, **known)  # type: ignore[arg-type]
+    assert isinstance(stalled, plan.Stall)
+    assert stalled.reason == "UpdateNotApplied"
+    assert "numGpus" in stalled.message
+
+
+def test_a_missing_cluster_asked_with_another_key_is_not_called_gone() -> None:
+    recorded = plan.Recorded("c-1", key_fingerprint="old-key")
+    other_key = plan.Observation(key_fingerprint="new-key")
+    action = decide(spec(), recorded=recorded, observed=other_key)
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "CredentialsChanged"
+    same_key = plan.Observation(key_fingerprint="old-key")
+    gone = decide(spec(), recorded=recorded, observed=same_key)
+    assert isinstance(gone, plan.Stall)
+    assert gone.reason == "ClusterGone"
+
+
+def test_a_missing_cluster_is_looked_up_at_most_once_per_interval() -> None:
+    assert plan.worth_looking_up(last_looked_at=0.0, now=100.0, interval=60.0)
+    assert not plan.worth_looking_up(last_looked_at=50.0, now=100.0, interval=60.0)
+    assert plan.worth_looking_up(last_looked_at=40.0, now=100.0, interval=60.0)
 
 
 def test_in_sync_when_mutable_fields_match() -> None:

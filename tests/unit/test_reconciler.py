@@ -28,20 +28,22 @@ from together_operator.controller.reconciler import (
     CLUSTER_ID_ANNOTATION,
     INTENT_ANNOTATION,
     KEY_ANNOTATION,
-    MAX_IDENTICAL_UPDATES,
     GPUClusterObject,
     ObjectMemory,
     Reconciler,
 )
+from together_operator.gpucluster.plan import MAX_IDENTICAL_UPDATES
 from together_operator.gpucluster.status import rfc3339
 from together_operator.settings import OperatorSettings
 from together_operator.simulator.clock import FakeClock
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
 from together_operator.together.client import RetryPolicy, TogetherClient
 from together_operator.together.models import (
+    BillingType,
     GPUClusterCreateRequest,
     GPUClusterInfo,
     GPUClusterUpdateRequest,
+    GpuType,
 )
 
 KEY = "tgp_v1_RECONCILER-TEST-3f9c1e27-not-a-real-key"
@@ -529,9 +531,9 @@ def test_spec_cluster_id_other_than_the_recorded_one_stalls_without_writing_to_t
                 GPUClusterCreateRequest(
                     cluster_name="someone-else",
                     region="us-central-8",
-                    gpu_type="H100_SXM",
+                    gpu_type=GpuType.H100_SXM,
                     num_gpus=16,
-                    billing_type="ON_DEMAND",
+                    billing_type=BillingType.ON_DEMAND,
                     cuda_version="12.5",
                     nvidia_driver_version="555",
                 )

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
+from together_operator.gpucluster.plan import Stall
+from together_operator.gpucluster.reasons import Reason
+from together_operator.gpucluster.spec import GPUClusterStatus
 from together_operator.gpucluster.status import (
     Verdict,
     conditions_for,
     mirror_cluster,
     new_phase_transitions,
     status_patch,
-    verdict_for_cluster,
 )
+from together_operator.together.errors import RateLimited, Unauthorized
 from together_operator.together.models import GPUClusterInfo
 
 T0 = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
@@ -39,12 +43,17 @@ def info(**overrides: object) -> GPUClusterInfo:
     return GPUClusterInfo.model_validate(fields)
 
 
-def by_type(conditions: list[dict[str, object]]) -> dict[object, dict[str, object]]:
-    return {c["type"]: c for c in conditions}
+def conditions(verdict: Verdict, generation: int, previous: Any, now: datetime.datetime) -> Any:
+    rendered = conditions_for(verdict, generation=generation, previous=previous, now=now)
+    return [c.model_dump(by_alias=True) for c in rendered]
+
+
+def by_type(rendered: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {c["type"]: c for c in rendered}
 
 
 def test_mirror_shows_allocated_over_desired_and_phases() -> None:
-    status = mirror_cluster(info())
+    status = mirror_cluster(info()).model_dump(by_alias=True, exclude_unset=True)
     assert status["preemptible"] == "8/16"
     assert status["allocatedPreemptibleGpus"] == 8
     assert status["phaseTransitions"][-1] == {
@@ -54,34 +63,71 @@ def test_mirror_shows_allocated_over_desired_and_phases() -> None:
 
 
 def test_conditions_carry_generation_and_keep_transition_time_when_unchanged() -> None:
-    ready = Verdict(True, False, False, "ClusterReady", "ok")
-    first = conditions_for(ready, generation=3, previous=None, now=T0)
+    ready = Verdict.for_cluster(info())
+    first = conditions(ready, 3, None, T0)
     assert {c["observedGeneration"] for c in first} == {3}
-    again = conditions_for(ready, generation=4, previous=first, now=T1)
+    again = conditions(ready, 4, first, T1)
     assert by_type(again)["Ready"]["lastTransitionTime"] == "2026-11-22T12:00:00Z"
     assert by_type(again)["Ready"]["observedGeneration"] == 4
-    flipped = conditions_for(
-        Verdict(False, True, False, "Updating", "scaling"), generation=5, previous=again, now=T1
-    )
+    flipped = conditions(Verdict.progressing(Reason.UPDATING, "scaling"), 5, again, T1)
     assert by_type(flipped)["Ready"]["lastTransitionTime"] == "2026-11-22T12:05:00Z"
     assert by_type(flipped)["Reconciling"]["status"] == "True"
     assert by_type(flipped)["Reconciling"]["reason"] == "Updating"
 
 
 def test_sync_error_turns_synced_false_with_reason() -> None:
-    verdict = Verdict(False, True, False, "RateLimited", "slow down", ("RateLimited", "slow down"))
-    synced = by_type(conditions_for(verdict, generation=1, previous=None, now=T0))["Synced"]
-    assert synced["status"] == "False"
-    assert synced["reason"] == "RateLimited"
+    verdict = Verdict.failure(RateLimited("slow down", status=429), next_try=T1)
+    rendered = by_type(conditions(verdict, 1, None, T0))
+    assert rendered["Synced"]["status"] == "False"
+    assert rendered["Synced"]["reason"] == "RateLimited"
+    assert rendered["Synced"]["message"] == "HTTP 429: slow down"
+    assert rendered["Ready"]["message"] == "HTTP 429: slow down; next try at 2026-11-22T12:05:00Z"
+    assert rendered["Reconciling"]["status"] == "True"  # it heals: no person needed
+    assert rendered["Stalled"]["status"] == "False"
+
+
+def test_an_error_that_does_not_heal_stalls_with_advice() -> None:
+    verdict = Verdict.failure(Unauthorized("invalid API key", status=401))
+    assert verdict.stalled
+    assert not verdict.reconciling
+    assert verdict.reason == Reason.UNAUTHORIZED
+    assert "check the API key" in verdict.message
+
+
+def test_a_passing_fault_keeps_togethers_verdict_for_ready() -> None:
+    fault = Verdict.failure(RateLimited("slow down", status=429), next_try=T1)
+    shown = Verdict.for_cluster(info()).despite(fault)
+    assert shown.ready
+    assert shown.reconciling
+    assert shown.sync_error == (Reason.RATE_LIMITED, "HTTP 429: slow down")
+
+
+def test_a_failed_list_is_shown_and_a_lasting_one_stalls() -> None:
+    ready = Verdict.for_cluster(info())
+    passing = ready.with_list_error(RateLimited("slow down", status=429))
+    assert passing.ready
+    assert passing.sync_error is not None
+    assert passing.sync_error[1].startswith("listing clusters failed")
+    lasting = ready.with_list_error(Unauthorized("revoked", status=401))
+    assert not lasting.ready
+    assert lasting.stalled
+
+
+def test_a_foreign_kubeconfig_secret_overrides_ready_only() -> None:
+    conflict = Stall(Reason.KUBECONFIG_SECRET_CONFLICT, "Secret x is not ours")
+    assert Verdict.for_cluster(info()).unless_secret_conflict(conflict).stalled
+    provisioning = Verdict.for_cluster(info(status="InstallingDrivers"))
+    assert provisioning.unless_secret_conflict(conflict) == provisioning
+    assert Verdict.for_cluster(info()).unless_secret_conflict(None).ready
 
 
 def test_verdicts_per_together_state() -> None:
-    assert verdict_for_cluster(info()).ready
-    assert "8 of 16 preemptible" in verdict_for_cluster(info()).message
-    provisioning = verdict_for_cluster(info(status="InstallingDrivers", phase_transitions=[]))
+    assert Verdict.for_cluster(info()).ready
+    assert "8 of 16 preemptible" in Verdict.for_cluster(info()).message
+    provisioning = Verdict.for_cluster(info(status="InstallingDrivers", phase_transitions=[]))
     assert provisioning.reconciling
     assert not provisioning.ready
-    degraded = verdict_for_cluster(info(status="Degraded"))
+    degraded = Verdict.for_cluster(info(status="Degraded"))
     assert degraded.stalled
     assert degraded.reason == "ClusterDegraded"
     failed_tests = info(
@@ -93,8 +139,8 @@ def test_verdicts_per_together_state() -> None:
             }
         ],
     )
-    assert verdict_for_cluster(failed_tests).stalled
-    paused = verdict_for_cluster(info(status="Paused"))
+    assert Verdict.for_cluster(failed_tests).stalled
+    paused = Verdict.for_cluster(info(status="Paused"))
     assert not paused.reconciling
     assert not paused.stalled
     assert not paused.ready
@@ -111,9 +157,11 @@ def test_only_unseen_phase_transitions_are_new() -> None:
 
 
 def test_status_patch_holds_only_differences() -> None:
-    assert status_patch({"a": 1, "b": 2, "c": 5}, {"a": 1, "b": 3, "c": None}) == {
-        "b": 3,
-        "c": None,
-    }
-    assert status_patch({"a": 1}, {"a": 1, "d": None}) == {}  # absent stays absent
-    assert status_patch({"a": 1}, {"a": 1}) == {}
+    current = {"numGpus": 8, "state": "Ready", "cudaVersion": "12.5"}
+    wanted = GPUClusterStatus(num_gpus=8, state="Degraded", cuda_version=None)
+    assert status_patch(current, wanted) == {"state": "Degraded", "cudaVersion": None}
+    absent = GPUClusterStatus(num_gpus=8, nvidia_driver_version=None)
+    assert status_patch(current, absent) == {}  # absent stays absent
+    assert status_patch(current, GPUClusterStatus(num_gpus=8)) == {}
+    # Fields the wanted status does not set are left alone, not removed.
+    assert status_patch(current, GPUClusterStatus()) == {}

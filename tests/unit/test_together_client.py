@@ -24,6 +24,7 @@ import pytest
 from tests.support import async_test as support_async_test
 from together_operator.simulator.clock import FakeClock
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
+from together_operator.together.backoff import BackoffPolicy
 from together_operator.together.client import RetryPolicy, TogetherClient, cluster_or_none
 from together_operator.together.errors import (
     AmbiguousCreate,
@@ -31,6 +32,7 @@ from together_operator.together.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    OutOfStock,
     RateLimited,
     ServerError,
     TogetherError,
@@ -120,7 +122,7 @@ def client_on(
     client = TogetherClient(
         API_KEY,
         base_url=base_url,
-        retry=RetryPolicy(attempts=attempts, base_delay=base_delay, max_delay=max_delay),
+        retry=RetryPolicy(attempts, BackoffPolicy(base=base_delay, cap=max_delay, jitter=0.5)),
         transport=httpx.MockTransport(answer),
         observer=observe,
         sleep=sleep,
@@ -323,7 +325,9 @@ async def test_conflict_tells_out_of_stock_apart(message: str, out_of_stock: boo
     with pytest.raises(Conflict) as raised:
         await client.create_cluster(create_request())
     await client.aclose()
-    assert raised.value.out_of_stock is out_of_stock
+    assert isinstance(raised.value, OutOfStock) is out_of_stock
+    assert raised.value.reason == ("OutOfStock" if out_of_stock else "Conflict")
+    assert raised.value.heals
 
 
 @pytest.mark.parametrize(
@@ -541,14 +545,13 @@ async def test_exponential_backoff_is_capped_by_max_delay() -> None:
     assert all(slept >= 0.75 for slept in recording.sleeps[1:])
 
 
-def test_retry_policy_delay_prefers_retry_after_and_otherwise_backs_off() -> None:
-    policy = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0)
-    limited = RateLimited("slow down", status=429, retry_after=4.0)
-    assert policy.delay(1, limited) == 4.0
-    assert policy.delay(1, RateLimited("slow down", status=429, retry_after=0.0)) == 0.0
-    assert policy.delay(1, RateLimited("slow down", status=429, retry_after=99.0)) == 10.0
-    assert 2.0 <= policy.delay(4, RateLimited("slow down", status=429)) <= 4.0
-    assert 0.25 <= policy.delay(1, ServerError("down", status=503)) <= 0.5
+def test_backoff_waits_at_least_retry_after_and_otherwise_backs_off() -> None:
+    policy = BackoffPolicy(base=0.5, cap=10.0, jitter=0.5)
+    assert policy.delay(1, retry_after=4.0) == 4.0
+    assert 0.25 <= policy.delay(1, retry_after=0.0) <= 0.5
+    assert policy.delay(1, retry_after=99.0) == 99.0  # the server's word beats the cap
+    assert 2.0 <= policy.delay(4) <= 4.0
+    assert 5.0 <= policy.delay(30) <= 10.0  # capped, however long the outage
 
 
 # --- creates are never retried ---------------------------------------------------------------
@@ -814,7 +817,7 @@ async def test_simulator_out_of_stock_is_a_conflict_and_create_is_not_retried(
     with pytest.raises(Conflict) as raised:
         await client.create_cluster(create_request())
     await client.aclose()
-    assert raised.value.out_of_stock
+    assert isinstance(raised.value, OutOfStock)
     assert raised.value.status == 409
     assert await request_counts(simulator) == {("GPUClusterService_Create", "409"): 1}
 

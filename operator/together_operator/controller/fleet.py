@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from together_operator.gpucluster.plan import is_transitional
+from together_operator.together.backoff import Backoff, BackoffPolicy
 from together_operator.together.client import TogetherClient
 from together_operator.together.errors import RetryLater, TogetherError
 from together_operator.together.models import GPUClusterInfo
@@ -57,6 +58,10 @@ class PollPolicy:
             return self.fast_seconds
         return self.slow_seconds * random.uniform(1 - self.jitter, 1 + self.jitter)
 
+    def error_backoff(self) -> Backoff:
+        """The backoff of a failing List: from twice the fast interval up to the cap."""
+        return Backoff(BackoffPolicy(base=self.fast_seconds * 2.0, cap=self.max_error_backoff))
+
 
 @dataclass
 class FleetObserver:
@@ -72,7 +77,7 @@ class FleetObserver:
     #: make polling fast (an account's unmanaged clusters do not).
     _tracked: dict[str, float] = field(default_factory=dict)
     _stopping: bool = False
-    _failures: int = 0
+    _backoff: Backoff | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _fresh: asyncio.Condition = field(default_factory=asyncio.Condition)
     _clock: Callable[[], float] = time.monotonic
@@ -132,32 +137,26 @@ class FleetObserver:
         # The flag, not only cancellation: on Python 3.11, wait_for() can swallow a cancel
         # that races with the wake event being set.
         while not self._stopping:
+            backoff = self._backoff = self._backoff or self.policy.error_backoff()
             delay = self.policy.fast_seconds
             try:
                 snapshot = await self._poll_once()
-                self._failures = 0
+                backoff.succeeded()
                 delay = self.policy.interval(self._changing(snapshot))
             except RetryLater as error:
-                delay = max(error.retry_after or 0.0, self._error_backoff())
+                delay = backoff.failed(error.retry_after)
             except TogetherError:
-                delay = self._error_backoff()
+                delay = backoff.failed()
             except Exception:
                 # A List the client could not read (a body that does not fit the model, say)
                 # must not end the loop: every GPUCluster of this key relies on its snapshots.
                 logger.exception("listing clusters (key %s) failed", self.fingerprint)
-                delay = self._error_backoff()
+                delay = backoff.failed()
             self._wake.clear()
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-
-    def _error_backoff(self) -> float:
-        self._failures += 1
-        return min(
-            self.policy.fast_seconds * 2.0 ** min(self._failures, 10),
-            self.policy.max_error_backoff,
-        )
 
     async def _poll_once(self) -> Snapshot:
         try:

@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-from dataclasses import dataclass
+import time
 from enum import Enum
 from typing import Any
 
 from together_operator.controller.kube import KubeApi
-from together_operator.gpucluster.spec import GROUP, KIND, VERSION
+from together_operator.controller.objects import EventFn, Owner, SecretMemory
+from together_operator.gpucluster.plan import Stall
+from together_operator.gpucluster.reasons import Reason
+from together_operator.gpucluster.spec import GROUP, GPUClusterSpec
+from together_operator.together.models import GPUClusterInfo
 
 KUBECONFIG_KEY = "kubeconfig"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "together-operator"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The GPUCluster a Secret belongs to."""
-
-    namespace: str
-    name: str
-    uid: str
-
-    def reference(self) -> dict[str, Any]:
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
 
 
 class SecretOutcome(Enum):
@@ -91,3 +77,79 @@ async def delete_owned_secret(kube: KubeApi, owner: Owner, secret_name: str) -> 
         return False
     await kube.delete_secret(owner.namespace, secret_name)
     return True
+
+
+def _decode_kubeconfig(encoded: str) -> str | None:
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def secret_name_for(obj_name: str, spec: GPUClusterSpec) -> str:
+    """``spec.kubeconfigSecretName`` or ``<name>-kubeconfig``."""
+    return spec.kubeconfig_secret_name or f"{obj_name}-kubeconfig"
+
+
+class KubeconfigPublisher:
+    """Publishes a cluster's kubeconfig to its Secret: only when the content changed, never
+    over a Secret the GPUCluster does not own (which is looked at again at the slow cadence,
+    since its owner may delete it)."""
+
+    def __init__(self, kube: KubeApi, recheck_seconds: float) -> None:
+        self._kube = kube
+        self._recheck_seconds = recheck_seconds
+
+    async def publish(
+        self,
+        owner: Owner,
+        spec: GPUClusterSpec,
+        cluster: GPUClusterInfo | None,
+        memory: SecretMemory,
+        event: EventFn,
+    ) -> Stall | None:
+        """Write the kubeconfig if it is new; the conflict, if a foreign Secret is in the way."""
+        secret_name = secret_name_for(owner.name, spec)
+        if cluster is None or not cluster.kube_config:
+            return self.conflict(owner, secret_name, memory)
+        kubeconfig = _decode_kubeconfig(cluster.kube_config)
+        if kubeconfig is None:
+            event(
+                "Warning",
+                Reason.INVALID_KUBECONFIG,
+                f"Together returned a kube_config for {cluster.cluster_id} that is not "
+                "base64 text; the Secret was not written",
+            )
+            return self.conflict(owner, secret_name, memory)
+        digest = content_digest(f"{secret_name}\n{kubeconfig}")
+        recently_checked = time.monotonic() - memory.foreign_checked_at < self._recheck_seconds
+        if memory.digest == digest or (memory.foreign and recently_checked):
+            return self.conflict(owner, secret_name, memory)
+        memory.foreign_checked_at = time.monotonic()
+        outcome = await ensure_kubeconfig_secret(self._kube, owner, secret_name, kubeconfig)
+        foreign = outcome is SecretOutcome.FOREIGN
+        memory.digest = None if foreign else digest
+        memory.written_to = None if foreign else secret_name
+        if outcome is SecretOutcome.WRITTEN:
+            event(
+                "Normal",
+                Reason.KUBECONFIG_WRITTEN,
+                f"kubeconfig of {cluster.cluster_id} written to Secret {secret_name}",
+            )
+        newly_foreign = foreign and not memory.foreign
+        memory.foreign = foreign
+        conflict = self.conflict(owner, secret_name, memory)
+        if newly_foreign and conflict is not None:
+            event("Warning", conflict.reason, conflict.message)
+        return conflict
+
+    @staticmethod
+    def conflict(owner: Owner, secret_name: str, memory: SecretMemory) -> Stall | None:
+        if not memory.foreign:
+            return None
+        return Stall(
+            Reason.KUBECONFIG_SECRET_CONFLICT,
+            f"Secret {owner.namespace}/{secret_name} exists and is not owned by this "
+            "GPUCluster, so the kubeconfig was not written; delete that Secret or set "
+            "spec.kubeconfigSecretName to another name",
+        )

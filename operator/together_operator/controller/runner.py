@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
 import kopf
+from pythonjsonlogger.json import JsonFormatter
 
 from together_operator.controller.handlers import DELETION_WAIT_MESSAGE, build_registry
 from together_operator.settings import OperatorSettings
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log pipelines."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
 
 
 class DemoteDeletionWaits(logging.Filter):
@@ -40,7 +25,15 @@ class DemoteDeletionWaits(logging.Filter):
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        # One JSON object per line, for log pipelines: time, level, logger, message (and
+        # exc_info for a traceback). Messages never carry keys or kubeconfigs.
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

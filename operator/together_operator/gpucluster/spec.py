@@ -8,12 +8,15 @@ the CRD by :mod:`together_operator.gpucluster.crd`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
+
+from together_operator.together.models import BillingType, ClusterType, GpuType, LoadBalancer
 
 GROUP = "compute.together.ai"
 VERSION = "v1alpha1"
@@ -35,37 +38,9 @@ class CamelModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class GpuType(StrEnum):
-    H100_SXM = "H100_SXM"
-    H200_SXM = "H200_SXM"
-    RTX_6000_PCI = "RTX_6000_PCI"
-    L40_PCIE = "L40_PCIE"
-    B200_SXM = "B200_SXM"
-    H100_SXM_INF = "H100_SXM_INF"
-    B300_SXM = "B300_SXM"
-
-
-class ClusterType(StrEnum):
-    KUBERNETES = "KUBERNETES"
-    SLURM = "SLURM"
-
-
-class BillingType(StrEnum):
-    ON_DEMAND = "ON_DEMAND"
-    RESERVED = "RESERVED"
-    SCHEDULED_CAPACITY = "SCHEDULED_CAPACITY"
-
-
 class DeletionPolicy(StrEnum):
     DELETE = "Delete"
     ORPHAN = "Orphan"
-
-
-class LoadBalancer(StrEnum):
-    NONE = "NONE"
-    TRAEFIK = "TRAEFIK"
-    NGINX = "NGINX"
-    ISTIO = "ISTIO"
 
 
 def gpu_count(description: str) -> Any:
@@ -167,29 +142,28 @@ class SecretKeyRef(CamelModel):
     key: str = Field(default="apiKey", min_length=1, description="Key within the Secret.")
 
 
-# Create-only fields: the API cannot change them in place, so the CRD makes them immutable.
-IMMUTABLE_FIELDS = (
-    "clusterName",
-    "region",
-    "gpuType",
-    "clusterType",
-    "billingType",
-    "durationDays",
-    "cudaVersion",
-    "nvidiaDriverVersion",
-    "nvidiaVersionId",
-    "capacityPoolId",
-    "reservationStartTime",
-    "autoScale",
-    "autoScaleMaxGpus",
-    "slurmShmSizeGib",
-    "slurmImage",
-    "sharedVolume",
-    "volumeId",
-    "installTraefik",
-    "projectId",
-    "oidcConfig",
-)
+@dataclass(frozen=True)
+class TogetherField:
+    """Marks a spec field that is sent to Together on create.
+
+    ``updatable`` fields can be changed in place (a merge-PUT); the others are create-only,
+    and the CRD makes them immutable. This marker is the one declaration of mutability: the
+    CEL rules, :data:`IMMUTABLE_FIELDS` and the update diff are all derived from it.
+    """
+
+    updatable: bool = False
+    #: The ``GPUClusterInfo`` attribute holding Together's value, where it is named otherwise.
+    observed_as: str | None = None
+
+
+@dataclass(frozen=True)
+class OperatorField:
+    """Marks a spec field the operator acts on itself; never sent to Together."""
+
+
+CREATE_ONLY = TogetherField()
+UPDATABLE = TogetherField(updatable=True)
+OPERATOR = OperatorField()
 
 
 def _immutable_rule(field: str) -> JsonValue:
@@ -269,136 +243,144 @@ CROSS_FIELD_RULES: list[JsonValue] = [
     },
 ]
 
-TRANSITION_RULES: list[JsonValue] = [
-    *(_immutable_rule(field) for field in IMMUTABLE_FIELDS),
-    {
-        "rule": "!has(oldSelf.clusterId) || "
-        "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)",
-        "message": "spec.clusterId may be set once; it cannot be changed or removed afterwards",
-    },
-]
+SET_ONCE_RULE: JsonValue = {
+    "rule": "!has(oldSelf.clusterId) || "
+    "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)",
+    "message": "spec.clusterId may be set once; it cannot be changed or removed afterwards",
+}
+
+
+def _validations(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The spec's CEL rules: cross-field checks, then one immutability rule per create-only
+    field (derived from the field markers), then the set-once rule of ``clusterId``."""
+    immutable = [_immutable_rule(alias) for alias in create_only_fields(model)]
+    schema["x-kubernetes-validations"] = [*CROSS_FIELD_RULES, *immutable, SET_ONCE_RULE]
 
 
 class GPUClusterSpec(CamelModel):
     """Desired state of a Together GPU cluster."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": CROSS_FIELD_RULES + TRANSITION_RULES}
-    )
+    model_config = ConfigDict(json_schema_extra=_validations)
 
-    cluster_name: str | None = Field(
+    cluster_name: Annotated[str | None, CREATE_ONLY] = Field(
         default=None,
         min_length=1,
         max_length=63,
         description="Name of the cluster at Together. Defaults to <namespace>-<name>. Immutable.",
     )
-    region: str = Field(min_length=1, description="Together region, e.g. us-central-8. Immutable.")
-    gpu_type: GpuType = Field(description="GPU type of the worker nodes. Immutable.")
-    num_gpus: int = Field(
+    region: Annotated[str, CREATE_ONLY] = Field(
+        min_length=1, description="Together region, e.g. us-central-8. Immutable."
+    )
+    gpu_type: Annotated[GpuType, CREATE_ONLY] = Field(
+        description="GPU type of the worker nodes. Immutable."
+    )
+    num_gpus: Annotated[int, UPDATABLE] = Field(
         ge=8, multiple_of=8, description="Number of GPUs: a multiple of 8, at least 8."
     )
-    cluster_type: ClusterType = Field(
+    cluster_type: Annotated[ClusterType, CREATE_ONLY] = Field(
         default=ClusterType.KUBERNETES, description="KUBERNETES or SLURM. Immutable."
     )
-    billing_type: BillingType = Field(
+    billing_type: Annotated[BillingType, CREATE_ONLY] = Field(
         default=BillingType.ON_DEMAND,
         description="ON_DEMAND, RESERVED (needs durationDays) or SCHEDULED_CAPACITY (needs "
         "reservationStartTime and reservationEndTime). Immutable.",
     )
-    duration_days: int | None = Field(
+    duration_days: Annotated[int | None, CREATE_ONLY] = Field(
         default=None, ge=1, description="Reservation length in days (RESERVED). Immutable."
     )
-    cuda_version: str | None = Field(
+    cuda_version: Annotated[str | None, CREATE_ONLY] = Field(
         default=None,
         description="CUDA version, e.g. 12.5; needs nvidiaDriverVersion. Immutable.",
     )
-    nvidia_driver_version: str | None = Field(
+    nvidia_driver_version: Annotated[str | None, CREATE_ONLY] = Field(
         default=None, description="NVIDIA driver version, e.g. 550; needs cudaVersion. Immutable."
     )
-    nvidia_version_id: str | None = Field(
+    nvidia_version_id: Annotated[str | None, CREATE_ONLY] = Field(
         default=None,
         description="Region-specific NVIDIA catalog ID (from the regions API); an alternative "
         "to cudaVersion + nvidiaDriverVersion. Immutable.",
     )
-    num_preemptible_gpus: int | None = gpu_count(
+    num_preemptible_gpus: Annotated[
+        int | None, TogetherField(updatable=True, observed_as="desired_preemptible_gpus")
+    ] = gpu_count(
         "Preemptible GPUs wanted in addition: a multiple of 8, not above numGpus. "
         "Together allocates them asynchronously (status.allocatedPreemptibleGpus)."
     )
-    num_reserved_gpus: int | None = gpu_count(
+    num_reserved_gpus: Annotated[int | None, UPDATABLE] = gpu_count(
         "Prepaid reserved GPUs (RESERVED billing): a multiple of 8, not above numGpus."
     )
-    capacity_pool_id: str | None = Field(
+    capacity_pool_id: Annotated[str | None, CREATE_ONLY] = Field(
         default=None, description="Capacity pool to draw GPUs from. Immutable."
     )
-    num_capacity_pool_gpus: int | None = gpu_count(
+    num_capacity_pool_gpus: Annotated[int | None, UPDATABLE] = gpu_count(
         "GPUs drawn from the capacity pool: a multiple of 8, not above numGpus; needs "
         "capacityPoolId."
     )
-    reservation_start_time: datetime | None = Field(
+    reservation_start_time: Annotated[datetime | None, CREATE_ONLY] = Field(
         default=None, description="Start of the reservation (SCHEDULED_CAPACITY). Immutable."
     )
-    reservation_end_time: datetime | None = Field(
+    reservation_end_time: Annotated[datetime | None, UPDATABLE] = Field(
         default=None, description="End of the reservation; when the cluster is decommissioned."
     )
-    auto_scale: bool | None = Field(
+    auto_scale: Annotated[bool | None, CREATE_ONLY] = Field(
         default=None,
         description="Scale GPU workers between numGpus and autoScaleMaxGpus. Immutable.",
     )
-    auto_scale_max_gpus: int | None = Field(
+    auto_scale_max_gpus: Annotated[int | None, CREATE_ONLY] = Field(
         default=None,
         ge=8,
         multiple_of=8,
         description="Upper bound for auto-scaling; required with autoScale. Immutable.",
     )
-    slurm_shm_size_gib: int | None = Field(
+    slurm_shm_size_gib: Annotated[int | None, CREATE_ONLY] = Field(
         default=None, ge=1, description="Shared memory in GiB; required for SLURM. Immutable."
     )
-    slurm_image: str | None = Field(
+    slurm_image: Annotated[str | None, CREATE_ONLY] = Field(
         default=None, description="Custom Slurm image (SLURM clusters). Immutable."
     )
-    shared_volume: SharedVolumeSpec | None = Field(
+    shared_volume: Annotated[SharedVolumeSpec | None, CREATE_ONLY] = Field(
         default=None,
         description="Create a shared volume with the cluster; exclusive with volumeId. Immutable.",
     )
-    volume_id: str | None = Field(
+    volume_id: Annotated[str | None, CREATE_ONLY] = Field(
         default=None,
         description="Attach an existing shared volume; exclusive with sharedVolume. Immutable.",
     )
-    install_traefik: bool | None = Field(
+    install_traefik: Annotated[bool | None, CREATE_ONLY] = Field(
         default=None, description="Install the Traefik ingress controller. Immutable."
     )
-    project_id: str | None = Field(
+    project_id: Annotated[str | None, CREATE_ONLY] = Field(
         default=None, description="Together project that owns the cluster. Immutable."
     )
-    oidc_config: OidcConfigSpec | None = Field(
+    oidc_config: Annotated[OidcConfigSpec | None, CREATE_ONLY] = Field(
         default=None, description="OIDC authentication for the tenant cluster. Immutable."
     )
-    cluster_config: ClusterConfigSpec | None = Field(
+    cluster_config: Annotated[ClusterConfigSpec | None, UPDATABLE] = Field(
         default=None, description="Tenant cluster configuration (mutable)."
     )
-    add_ons: list[AddOnSpec] | None = Field(
+    add_ons: Annotated[list[AddOnSpec] | None, UPDATABLE] = Field(
         default=None,
         max_length=16,
         description="Add-ons enabled on the cluster (mutable; names are unique).",
     )
-    credentials_secret_ref: SecretKeyRef | None = Field(
+    credentials_secret_ref: Annotated[SecretKeyRef | None, OPERATOR] = Field(
         default=None,
         description="Secret in this namespace holding the Together API key; when absent the "
         "operator's own key is used.",
     )
-    kubeconfig_secret_name: str | None = Field(
+    kubeconfig_secret_name: Annotated[str | None, OPERATOR] = Field(
         default=None,
         min_length=1,
         max_length=253,
         description="Secret that receives the cluster's kubeconfig under key 'kubeconfig'. "
         "Defaults to <name>-kubeconfig.",
     )
-    deletion_policy: DeletionPolicy = Field(
+    deletion_policy: Annotated[DeletionPolicy, OPERATOR] = Field(
         default=DeletionPolicy.DELETE,
         description="Delete: deleting the GPUCluster deletes the Together cluster. Orphan: "
         "the Together cluster is left running.",
     )
-    cluster_id: str | None = Field(
+    cluster_id: Annotated[str | None, OPERATOR] = Field(
         default=None,
         min_length=1,
         description="Adopt an existing Together cluster by ID instead of creating one. May be "
@@ -472,3 +454,39 @@ class GPUClusterStatus(CamelModel):
     conditions: list[Condition] | None = Field(
         default=None, description="Ready, Synced, Reconciling and Stalled."
     )
+
+
+def _role(model: type[BaseModel], name: str) -> TogetherField | OperatorField | None:
+    info = model.model_fields[name]
+    return next((m for m in info.metadata if isinstance(m, TogetherField | OperatorField)), None)
+
+
+def create_only_fields(model: type[BaseModel] = GPUClusterSpec) -> tuple[str, ...]:
+    """camelCase names of the fields Together cannot change in place (immutable in the CRD)."""
+    return tuple(
+        model.model_fields[name].alias or name
+        for name in model.model_fields
+        if _role(model, name) == CREATE_ONLY
+    )
+
+
+def updatable_fields() -> dict[str, TogetherField]:
+    """snake_case names of the fields a merge-PUT can change, with their markers."""
+    found = {name: _role(GPUClusterSpec, name) for name in GPUClusterSpec.model_fields}
+    return {
+        name: role
+        for name, role in found.items()
+        if isinstance(role, TogetherField) and role.updatable
+    }
+
+
+def operator_fields() -> frozenset[str]:
+    """snake_case names of the fields never sent to Together."""
+    return frozenset(
+        name
+        for name in GPUClusterSpec.model_fields
+        if isinstance(_role(GPUClusterSpec, name), OperatorField)
+    )
+
+
+IMMUTABLE_FIELDS = create_only_fields()

@@ -45,6 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from together_operator.simulator.errors import ApiError, InvalidRequest, error_body
 from together_operator.simulator.faults import DropSpec, FailureSpec, Faults, LatencySpec
 from together_operator.simulator.state import CloudState
+from together_operator.together import operations
+from together_operator.together.operations import Operation
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("together_operator.simulator.access")
@@ -60,7 +62,8 @@ OPERATIONS: Final = web.AppKey("operations", dict)
 OPERATION: Final = web.RequestKey("operation", str)
 WAS_DROPPED: Final = web.RequestKey("was_dropped", bool)
 
-API_PREFIX: Final = "/v1/"
+API_ROOT: Final = "/v1"
+API_PREFIX: Final = API_ROOT + "/"
 COMPUTE_PREFIX: Final = "/v1/compute/"
 ADMIN_PREFIX: Final = "/_sim/"
 UNIMPLEMENTED: Final = "Unimplemented"
@@ -141,21 +144,19 @@ async def delete_volume(request: web.Request) -> web.Response:
     return _json(_state(request).delete_volume(request.match_info["volume_id"]))
 
 
-_CLUSTERS = "/v1/compute/clusters"
-_VOLUMES = "/v1/compute/clusters/storage/volumes"
-API_ROUTES: Final[list[tuple[str, str, str, Handler]]] = [
-    ("GET", _CLUSTERS, "GPUClusterService_List", list_clusters),
-    ("POST", _CLUSTERS, "GPUClusterService_Create", create_cluster),
-    ("GET", _CLUSTERS + "/{cluster_id}", "GPUClusterService_Get", get_cluster),
-    ("PUT", _CLUSTERS + "/{cluster_id}", "GPUClusterService_Update", update_cluster),
-    ("DELETE", _CLUSTERS + "/{cluster_id}", "GPUClusterService_Delete", delete_cluster),
-    ("GET", "/v1/compute/regions", "RegionService_List", list_regions),
-    ("GET", _VOLUMES, "SharedVolumeService_List", list_volumes),
-    ("POST", _VOLUMES, "SharedVolumeService_Create", create_volume),
-    ("PUT", _VOLUMES, "SharedVolumeService_Update", update_volume),
-    ("GET", _VOLUMES + "/{volume_id}", "SharedVolumeService_Get", get_volume),
-    ("DELETE", _VOLUMES + "/{volume_id}", "SharedVolumeService_Delete", delete_volume),
-]
+API_ROUTES: Final[dict[Operation, Handler]] = {
+    operations.LIST_CLUSTERS: list_clusters,
+    operations.CREATE_CLUSTER: create_cluster,
+    operations.GET_CLUSTER: get_cluster,
+    operations.UPDATE_CLUSTER: update_cluster,
+    operations.DELETE_CLUSTER: delete_cluster,
+    operations.LIST_REGIONS: list_regions,
+    operations.LIST_VOLUMES: list_volumes,
+    operations.CREATE_VOLUME: create_volume,
+    operations.UPDATE_VOLUME: update_volume,
+    operations.GET_VOLUME: get_volume,
+    operations.DELETE_VOLUME: delete_volume,
+}
 
 
 # --- the admin API ---------------------------------------------------------------------------
@@ -417,10 +418,11 @@ def build_app(*, state: CloudState, faults: Faults, api_keys: Iterable[str]) -> 
     app[FAULTS] = faults
     app[API_KEYS] = keys
     app[REQUEST_COUNTS] = Counter()
-    operations: dict[web.AbstractRoute, str] = {}
-    for method, path, operation, handler in API_ROUTES:
-        operations[app.router.add_route(method, path, handler)] = operation
+    route_operations: dict[web.AbstractRoute, str] = {}
+    for operation, handler in API_ROUTES.items():
+        route = app.router.add_route(operation.method, API_ROOT + operation.path, handler)
+        route_operations[route] = operation.id
     for method, path, handler in ADMIN_ROUTES:
         app.router.add_route(method, path, handler)
-    app[OPERATIONS] = operations
+    app[OPERATIONS] = route_operations
     return app

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from together_operator.together import operations
+
 ANY_OPERATION = "*"
 # Statuses a client is expected to retry later: they carry a Retry-After header.
 _RETRY_LATER_STATUSES = (429, 503)
@@ -57,7 +59,7 @@ class DropSpec(FaultSpec):
     """Close the connection without an answer after the next `count` successful requests to
     `operation` were committed: the ambiguous outcome a client must survive."""
 
-    operation: str = "GPUClusterService_Create"
+    operation: str = operations.CREATE_CLUSTER.id
     count: int = Field(default=1, ge=1)
 
 

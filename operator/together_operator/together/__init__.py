@@ -1,1 +1,4 @@
-"""Together's GPU cluster API: wire models (and, later, the HTTP client). Knows no Kubernetes."""
+"""Together's GPU cluster API: the HTTP client, its errors, wire models and operation table.
+
+Knows nothing of Kubernetes; the controller and the simulator build on it.
+"""

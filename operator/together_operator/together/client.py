@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from together_operator.together import operations
+from together_operator.together.backoff import Backoff, BackoffPolicy
 from together_operator.together.errors import (
     AmbiguousCreate,
     InvalidResponse,
@@ -47,18 +48,14 @@ RequestObserver = Callable[[str, int, float], None]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard a single call tries before giving up to the caller."""
+    """How hard a single call tries before giving up to the caller: ``attempts`` in all,
+    ``backoff`` between them (jittered, to spread a fleet's retries). A ``Retry-After`` longer
+    than the backoff's cap goes back to the caller instead of being waited out here."""
 
     attempts: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int, error: TogetherError) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        if isinstance(error, RetryLater) and error.retry_after is not None:
-            return min(error.retry_after, self.max_delay)
-        backoff = min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay)
-        return backoff * random.uniform(0.5, 1.0)  # jitter: spread a fleet's retries
+    backoff: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(base=0.5, cap=10.0, jitter=0.5)
+    )
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -141,18 +138,16 @@ class TogetherClient:
     async def list_clusters(self, project_id: str | None = None) -> list[GPUClusterInfo]:
         # The contract (and the official SDK) name this query parameter `projectId`.
         params = {"projectId": project_id} if project_id else None
-        body = await self._call("GPUClusterService_List", "GET", "/compute/clusters", params=params)
+        body = await self._call(operations.LIST_CLUSTERS, params=params)
         return _parse(GPUClusters, body).clusters
 
     async def get_cluster(self, cluster_id: str) -> GPUClusterInfo:
-        body = await self._call("GPUClusterService_Get", "GET", f"/compute/clusters/{cluster_id}")
+        body = await self._call(operations.GET_CLUSTER, cluster_id=cluster_id)
         return _parse(GPUClusterInfo, body)
 
     async def create_cluster(self, request: GPUClusterCreateRequest) -> GPUClusterInfo:
         body = await self._call(
-            "GPUClusterService_Create",
-            "POST",
-            "/compute/clusters",
+            operations.CREATE_CLUSTER,
             json=request.model_dump(mode="json", exclude_none=True),
             idempotent=False,
         )
@@ -162,72 +157,73 @@ class TogetherClient:
             # Together said yes, but which cluster it made cannot be read: resolve by listing.
             raise AmbiguousCreate(
                 f"{error.message}; the cluster was probably created",
-                operation="GPUClusterService_Create",
+                operation=operations.CREATE_CLUSTER.id,
             ) from None
 
     async def update_cluster(
         self, cluster_id: str, request: GPUClusterUpdateRequest
     ) -> GPUClusterInfo:
         body = await self._call(
-            "GPUClusterService_Update",
-            "PUT",
-            f"/compute/clusters/{cluster_id}",
+            operations.UPDATE_CLUSTER,
+            cluster_id=cluster_id,
             json=request.model_dump(mode="json", exclude_none=True),
         )
         return _parse(GPUClusterInfo, body)
 
     async def delete_cluster(self, cluster_id: str) -> GPUClusterDeleteResponse:
-        body = await self._call(
-            "GPUClusterService_Delete", "DELETE", f"/compute/clusters/{cluster_id}"
-        )
+        body = await self._call(operations.DELETE_CLUSTER, cluster_id=cluster_id)
         return _parse(GPUClusterDeleteResponse, body)
 
     async def list_regions(self) -> RegionListResponse:
-        body = await self._call("RegionService_List", "GET", "/compute/regions")
+        body = await self._call(operations.LIST_REGIONS)
         return _parse(RegionListResponse, body)
 
     async def _call(
         self,
-        operation: str,
-        method: str,
-        path: str,
+        operation: operations.Operation,
         *,
         idempotent: bool = True,
-        **kwargs: Any,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        **path_parameters: str,
     ) -> Any:
-        attempt = 0
+        backoff = Backoff(self._retry.backoff)
         while True:
-            attempt += 1
             try:
-                return await self._exchange(operation, method, path, idempotent, **kwargs)
+                return await self._exchange(
+                    operation, operation.url(**path_parameters), idempotent, params, json
+                )
             except TogetherError as error:
-                if not (idempotent and error.retryable) or attempt >= self._retry.attempts:
+                retry_after = error.retry_after if isinstance(error, RetryLater) else None
+                if not (idempotent and error.heals) or backoff.failures + 1 >= self._retry.attempts:
                     raise
-                if (
-                    isinstance(error, RetryLater)
-                    and (error.retry_after or 0) > self._retry.max_delay
-                ):
+                if (retry_after or 0.0) > self._retry.backoff.cap:
                     raise  # "come back in a minute": the caller's backoff honours that, not us
-                await self._sleep(self._retry.delay(attempt, error))
+                await self._sleep(backoff.failed(retry_after))
 
     async def _exchange(
-        self, operation: str, method: str, path: str, idempotent: bool, **kwargs: Any
+        self,
+        operation: operations.Operation,
+        path: str,
+        idempotent: bool,
+        params: dict[str, str] | None,
+        json: Any,
     ) -> Any:
         started = time.monotonic()
+        name = operation.id
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.request(operation.method, path, params=params, json=json)
         except httpx.HTTPError as error:
-            self._observe(operation, 0, started)
+            self._observe(name, 0, started)
             reason = f"no answer from Together ({type(error).__name__})"
             never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout))
             if not idempotent and not never_sent:
                 # The request may have reached Together; only a failed connect proves not.
                 raise AmbiguousCreate(
-                    f"{reason}; the request may or may not have been applied",
-                    operation=operation,
+                    f"{reason}; the request may or may not have been applied", operation=name
                 ) from None
-            raise TransportError(reason, operation=operation) from None
-        self._observe(operation, response.status_code, started)
+            raise TransportError(reason, operation=name) from None
+        self._observe(name, response.status_code, started)
         if response.is_success:
             try:
                 return response.json()
@@ -236,12 +232,12 @@ class TogetherClient:
                 # create answered 200 may have happened, and its cluster id is lost with the body.
                 reason = f"unreadable answer from Together (HTTP {response.status_code})"
                 if not idempotent:
-                    raise AmbiguousCreate(reason, operation=operation) from None
-                raise ServerError(reason, operation=operation) from None
+                    raise AmbiguousCreate(reason, operation=name) from None
+                raise ServerError(reason, operation=name) from None
         raise error_for_status(
             response.status_code,
             _error_message(response),
-            operation=operation,
+            operation=name,
             retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
         )
 

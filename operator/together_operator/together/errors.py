@@ -1,20 +1,22 @@
 """One exception hierarchy for everything that can go wrong talking to Together.
 
-Callers branch on the type, never on status codes or message text: ``NotFound`` means gone,
-``RateLimited.retry_after`` says when to come back, ``AmbiguousCreate`` means a create may or
-may not have happened and must be resolved by listing, never by posting again.
+Each class carries what it means, so callers never re-derive it from status codes or text:
+``reason`` is a CamelCase word for conditions, events and metrics; ``heals`` says whether
+waiting and trying again can succeed without anyone changing anything; ``RetryLater`` errors
+carry ``retry_after`` when Together said when to come back. ``AmbiguousCreate`` means a create
+may or may not have happened and must be resolved by listing, never by posting again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class TogetherError(Exception):
     """Base class. ``message`` is Together's own words (or ours when there were none)."""
 
-    #: Whether waiting and trying again can succeed without anyone changing anything.
-    retryable = False
+    reason: ClassVar[str] = "TogetherUnreachable"
+    heals: ClassVar[bool] = False
 
     def __init__(self, message: str, *, status: int | None = None, operation: str = "") -> None:
         super().__init__(message)
@@ -31,33 +33,44 @@ class TogetherError(Exception):
 class InvalidRequest(TogetherError):
     """400: Together rejected the request; the spec must change."""
 
+    reason = "InvalidRequest"
+
 
 class Unauthorized(TogetherError):
     """401: the API key is missing, wrong or revoked."""
+
+    reason = "Unauthorized"
 
 
 class Forbidden(TogetherError):
     """403: the key is valid but may not do this (project membership, say)."""
 
+    reason = "Forbidden"
+
 
 class NotFound(TogetherError):
     """404: no such cluster (or it finished deleting)."""
 
+    reason = "NotFound"
+
 
 class Conflict(TogetherError):
-    """409: the request conflicts with the cluster's state, or capacity is out of stock."""
+    """409: the request conflicts with the cluster's state."""
 
-    retryable = True
+    reason = "Conflict"
+    heals = True
 
-    @property
-    def out_of_stock(self) -> bool:
-        return "out of stock" in self.message.lower()
+
+class OutOfStock(Conflict):
+    """409: the capacity asked for is not available right now."""
+
+    reason = "OutOfStock"
 
 
 class RetryLater(TogetherError):
     """An answer that says "come back later", with ``retry_after`` seconds when given."""
 
-    retryable = True
+    heals = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -67,19 +80,26 @@ class RetryLater(TogetherError):
 class RateLimited(RetryLater):
     """429: slow down; ``retry_after`` seconds when Together said so."""
 
+    reason = "RateLimited"
+
 
 class ServerError(RetryLater):
     """5xx: Together's side failed; usually transient (503 may carry Retry-After)."""
+
+    reason = "TogetherUnavailable"
 
 
 class InvalidResponse(RetryLater):
     """Together answered 200 with a body that does not fit the contract."""
 
+    reason = "InvalidResponse"
+
 
 class TransportError(TogetherError):
     """No HTTP answer: connection refused or reset, timeout, TLS failure."""
 
-    retryable = True
+    reason = "TogetherUnreachable"
+    heals = True
 
 
 class AmbiguousCreate(TransportError):
@@ -89,20 +109,24 @@ class AmbiguousCreate(TransportError):
     """
 
 
+_BY_STATUS: dict[int, type[TogetherError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidRequest,
+}
+
+
 def error_for_status(
     status: int, message: str, *, operation: str, retry_after: float | None = None
 ) -> TogetherError:
-    """The exception type for an HTTP error status."""
-    kinds: dict[int, type[TogetherError]] = {
-        400: InvalidRequest,
-        401: Unauthorized,
-        403: Forbidden,
-        404: NotFound,
-        409: Conflict,
-        422: InvalidRequest,
-    }
+    """The exception for an HTTP error status (and, for 409, what the message says)."""
     if status == 429:
         return RateLimited(message, status=status, operation=operation, retry_after=retry_after)
     if status >= 500:
         return ServerError(message, status=status, operation=operation, retry_after=retry_after)
-    return kinds.get(status, InvalidRequest)(message, status=status, operation=operation)
+    if status == 409 and "out of stock" in message.lower():
+        return OutOfStock(message, status=status, operation=operation)
+    return _BY_STATUS.get(status, InvalidRequest)(message, status=status, operation=operation)

@@ -7,7 +7,8 @@ Reading is tolerant, because real servers run ahead of the published contract: u
 are ignored, `status`, phase and other open-ended strings are plain `str` (the known values are
 constants below, not closed enums), and fields the contract marks required but that carry no
 identity default to empty values. Requests the operator builds are strict where the contract
-is (enums as `Literal`), so a bad request fails before it is sent.
+is (enums as `StrEnum`s, defined here once and imported by the CRD models), so a bad
+request fails before it is sent.
 
 Serialise with `model_dump(mode="json", exclude_none=True)`: the contract has no nullable
 fields, so an unset optional field must be left out rather than sent as `null`.
@@ -16,7 +17,8 @@ fields, so an unset optional field must be left out rather than sent as `null`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, Literal
+from enum import StrEnum
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,18 +31,49 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
 
-ClusterType = Literal["KUBERNETES", "SLURM"]
-BillingType = Literal["RESERVED", "ON_DEMAND", "SCHEDULED_CAPACITY"]
-GpuType = Literal[
-    "H100_SXM", "H200_SXM", "RTX_6000_PCI", "L40_PCIE", "B200_SXM", "H100_SXM_INF", "B300_SXM"
-]
-LoadBalancer = Literal["NONE", "TRAEFIK", "NGINX", "ISTIO"]
-DcgmDiagLevel = Literal[
-    "DCGM_DIAG_LEVEL_SHORT",
-    "DCGM_DIAG_LEVEL_MEDIUM",
-    "DCGM_DIAG_LEVEL_LONG",
-    "DCGM_DIAG_LEVEL_EXTENDED",
-]
+class ClusterType(StrEnum):
+    """`cluster_type`: what runs on the cluster."""
+
+    KUBERNETES = "KUBERNETES"
+    SLURM = "SLURM"
+
+
+class BillingType(StrEnum):
+    """`billing_type`: how the cluster is paid for."""
+
+    RESERVED = "RESERVED"
+    ON_DEMAND = "ON_DEMAND"
+    SCHEDULED_CAPACITY = "SCHEDULED_CAPACITY"
+
+
+class GpuType(StrEnum):
+    """`gpu_type`: the GPU model of the worker nodes."""
+
+    H100_SXM = "H100_SXM"
+    H200_SXM = "H200_SXM"
+    RTX_6000_PCI = "RTX_6000_PCI"
+    L40_PCIE = "L40_PCIE"
+    B200_SXM = "B200_SXM"
+    H100_SXM_INF = "H100_SXM_INF"
+    B300_SXM = "B300_SXM"
+
+
+class LoadBalancer(StrEnum):
+    """`cluster_config.load_balancer`: the load balancer installed in the tenant cluster."""
+
+    NONE = "NONE"
+    TRAEFIK = "TRAEFIK"
+    NGINX = "NGINX"
+    ISTIO = "ISTIO"
+
+
+class DcgmDiagLevel(StrEnum):
+    """`acceptance_tests_params.dcgm_diag_level`."""
+
+    SHORT = "DCGM_DIAG_LEVEL_SHORT"
+    MEDIUM = "DCGM_DIAG_LEVEL_MEDIUM"
+    LONG = "DCGM_DIAG_LEVEL_LONG"
+    EXTENDED = "DCGM_DIAG_LEVEL_EXTENDED"
 
 
 class ClusterStatus:

@@ -1,0 +1,133 @@
+"""The GPUCluster as the controller reads it, and what it remembers about each one in between.
+
+kopf hands over a body per visit; :class:`GPUClusterObject` is the part of it the controller
+reads. :class:`ObjectMemory` lives as long as the process (in kopf's per-object memo); nothing
+in it is needed for safety after a restart, which rests on what is recorded on the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from together_operator.gpucluster.spec import GROUP, KIND, VERSION
+from together_operator.gpucluster.status import Verdict
+
+EventFn = Callable[[str, str, str], None]  # (type, reason, message)
+#: A non-healing error is retried this rarely (in case a key was fixed or capacity freed).
+STALLED_RETRY_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The GPUCluster a Secret belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class GPUClusterObject:
+    """The parts of a GPUCluster body the reconciler reads."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> GPUClusterObject:
+        meta = body.get("metadata", {})
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation", 1)),
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+            annotations=meta.get("annotations") or {},
+        )
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.namespace, self.name, self.uid)
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class FailureMemory:
+    """The last failed action on an object: how often in a row, and what was said about it."""
+
+    failures: int = 0
+    #: Monotonic time before which no action is tried again.
+    next_action_at: float = 0.0
+    #: The generation that failed: a new spec deserves a fresh attempt.
+    generation: int | None = None
+    #: (reason, message) last posted as an event, so that a repeat is not posted again.
+    last_error: tuple[str, str] | None = None
+    #: The verdict shown while backing off (it names the next try, so it does not change).
+    verdict: Verdict | None = None
+
+    def backing_off(self, now: float) -> bool:
+        return now < self.next_action_at and self.verdict is not None
+
+    def clear(self) -> None:
+        self.failures, self.next_action_at, self.generation = 0, 0.0, None
+        self.last_error, self.verdict = None, None
+
+
+@dataclass
+class SecretMemory:
+    """What was last published to the kubeconfig Secret."""
+
+    #: Digest of (name, content) last written: the same content is never written twice.
+    digest: str | None = None
+    #: The Secret name written to (status names it only once it holds the kubeconfig).
+    written_to: str | None = None
+    #: A Secret of that name exists and is not ours; looked at again now and then.
+    foreign: bool = False
+    foreign_checked_at: float = 0.0
+
+
+@dataclass
+class ObjectMemory:
+    """What the operator remembers about one GPUCluster between visits (per process).
+
+    The recorded cluster ID and intent are also kept here because the object kopf hands us
+    may predate our own latest write to it.
+    """
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cluster_id: str | None = None
+    intent_at: datetime.datetime | None = None
+    intent_cleared: bool = False
+    failure: FailureMemory = field(default_factory=FailureMemory)
+    secret: SecretMemory = field(default_factory=SecretMemory)
+    #: Monotonic time a cluster missing from the List was last looked up by ID.
+    absent_checked_at: float = 0.0
+    #: How often Together accepted each update body (JSON) without applying it.
+    accepted_updates: dict[str, int] = field(default_factory=dict)
+    #: The last API key that worked for this object: deletion still needs it after the
+    #: credentials Secret is gone (a namespace being deleted removes Secrets first).
+    api_key: str | None = None
+    seen_phases: set[tuple[str, str]] | None = None

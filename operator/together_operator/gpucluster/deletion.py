@@ -1,0 +1,135 @@
+"""Decide what deleting a GPUCluster means at Together: pure, no I/O.
+
+A finalizer holds the object until this says :class:`Release`: either nothing was created,
+``deletionPolicy: Orphan`` keeps the cluster, or Together has confirmed (with the key that
+made the cluster) that it is gone. An unanswered create is waited out first, with the same
+grace rule as before re-creating (:func:`~together_operator.gpucluster.plan.unresolved_create`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, replace
+
+from together_operator.gpucluster.plan import (
+    Observation,
+    Recorded,
+    Stall,
+    cluster_id_conflict,
+    cluster_to_observe,
+    key_mismatch,
+    unresolved_create,
+)
+from together_operator.gpucluster.reasons import Reason
+from together_operator.gpucluster.spec import FINALIZER, DeletionPolicy, GPUClusterSpec
+from together_operator.together.models import ClusterStatus
+
+ORPHAN_HINT = " (or set deletionPolicy: Orphan to keep the cluster)"
+
+
+@dataclass(frozen=True)
+class LookUp:
+    """Look at Together, fresh, then plan again: the cluster ``cluster_id`` (by GET), or,
+    when None, the clusters listed under the object's name (an unresolved create)."""
+
+    cluster_id: str | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Let the object go; post ``reason`` as an event when there is one to tell."""
+
+    reason: Reason | None
+    message: str
+
+
+@dataclass(frozen=True)
+class DeleteCluster:
+    """Ask Together to delete ``cluster_id``."""
+
+    cluster_id: str
+
+
+@dataclass(frozen=True)
+class AwaitDeletion:
+    """Together is deleting ``cluster_id``: look again soon."""
+
+    cluster_id: str
+
+
+@dataclass(frozen=True)
+class AwaitCreate:
+    """A create got no answer and may still appear: look again in ``seconds``."""
+
+    seconds: float
+
+
+DeletionAction = LookUp | Release | DeleteCluster | AwaitDeletion | AwaitCreate | Stall
+
+
+def plan_deletion(
+    spec: GPUClusterSpec,
+    *,
+    recorded: Recorded,
+    observed: Observation | None,
+    now: datetime.datetime,
+    intent_grace: datetime.timedelta,
+) -> DeletionAction:
+    """The single next step of deleting the object's Together cluster.
+
+    ``observed`` is None until :class:`LookUp` was answered; then it is fresh: the cluster
+    by ID (None when Together answered 404), or, while a create is unresolved, the clusters
+    listed under the object's name.
+    """
+    if spec.deletion_policy == DeletionPolicy.ORPHAN:
+        kept = spec.cluster_id or recorded.cluster_id
+        return Release(
+            Reason.ORPHANED, f"deletionPolicy is Orphan: Together cluster {kept} is left running"
+        )
+    conflict = cluster_id_conflict(spec, recorded)
+    if conflict is not None:
+        return _with_orphan_hint(conflict)
+    cluster_id = cluster_to_observe(spec, recorded)
+    if cluster_id is None and recorded.create_intent_at is None:
+        return Release(None, "no Together cluster was created")
+    if observed is None:
+        return LookUp(cluster_id)
+    if cluster_id is None:
+        return _plan_unresolved(recorded, observed, now, intent_grace)
+    cluster = observed.cluster
+    if cluster is None:
+        mismatch = key_mismatch(cluster_id, recorded, observed)
+        if mismatch is not None:
+            return _with_orphan_hint(mismatch)
+        return Release(Reason.DELETED, f"Together cluster {cluster_id} is gone")
+    if cluster.status == ClusterStatus.DELETING:
+        return AwaitDeletion(cluster_id)
+    return DeleteCluster(cluster_id)
+
+
+def _plan_unresolved(
+    recorded: Recorded,
+    observed: Observation,
+    now: datetime.datetime,
+    intent_grace: datetime.timedelta,
+) -> DeletionAction:
+    live = [c for c in observed.same_name if c.status != ClusterStatus.DELETING]
+    if len(live) > 1:
+        return _with_orphan_hint(
+            Stall(
+                Reason.AMBIGUOUS_CLUSTER_NAME,
+                f"cannot tell which of {', '.join(c.cluster_id for c in live)} (all named "
+                f"{live[0].cluster_name!r}) this GPUCluster created; delete the right one at "
+                f"Together, then remove the finalizer {FINALIZER}",
+            )
+        )
+    if live:
+        return DeleteCluster(live[0].cluster_id)
+    remaining = unresolved_create(recorded, now, intent_grace)
+    if remaining is not None:
+        return AwaitCreate(max(remaining.total_seconds(), 1.0))
+    return Release(None, "the unanswered create never reached Together")
+
+
+def _with_orphan_hint(stall: Stall) -> Stall:
+    return replace(stall, message=stall.message + ORPHAN_HINT)

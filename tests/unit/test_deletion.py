@@ -1,0 +1,116 @@
+"""The deletion planner: what deleting a GPUCluster means at Together."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from together_operator.gpucluster import deletion, plan
+from together_operator.gpucluster.spec import GPUClusterSpec
+from together_operator.together.models import GPUClusterInfo
+
+NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+GRACE = datetime.timedelta(seconds=60)
+KEY = "fp-key"
+
+
+def spec(**overrides: Any) -> GPUClusterSpec:
+    fields: dict[str, Any] = {
+        "region": "us-central-8",
+        "gpuType": "H100_SXM",
+        "numGpus": 8,
+        "cudaVersion": "12.5",
+        "nvidiaDriverVersion": "555",
+        **overrides,
+    }
+    return GPUClusterSpec.model_validate(fields)
+
+
+def cluster(cluster_id: str = "c-1", status: str = "Ready") -> GPUClusterInfo:
+    return GPUClusterInfo(
+        cluster_id=cluster_id, cluster_name="team-a-train", region="us-central-8", status=status
+    )
+
+
+def decide(
+    desired: GPUClusterSpec,
+    recorded: plan.Recorded,
+    observed: plan.Observation | None = None,
+    now: datetime.datetime = NOW,
+) -> deletion.DeletionAction:
+    return deletion.plan_deletion(
+        desired, recorded=recorded, observed=observed, now=now, intent_grace=GRACE
+    )
+
+
+def looked_at(cluster: GPUClusterInfo | None = None, **kwargs: Any) -> plan.Observation:
+    return plan.Observation(cluster=cluster, fresh=True, key_fingerprint=KEY, **kwargs)
+
+
+def test_orphan_releases_without_looking_at_together() -> None:
+    action = decide(spec(deletionPolicy="Orphan"), plan.Recorded("c-1"))
+    assert isinstance(action, deletion.Release)
+    assert action.reason == "Orphaned"
+    assert "c-1 is left running" in action.message
+
+
+def test_nothing_created_releases_at_once() -> None:
+    action = decide(spec(), plan.Recorded())
+    assert isinstance(action, deletion.Release)
+    assert action.reason is None
+
+
+def test_a_known_cluster_is_looked_up_then_deleted() -> None:
+    assert decide(spec(), plan.Recorded("c-1")) == deletion.LookUp("c-1")
+    action = decide(spec(), plan.Recorded("c-1"), looked_at(cluster()))
+    assert action == deletion.DeleteCluster("c-1")
+
+
+def test_a_cluster_being_deleted_is_waited_for() -> None:
+    action = decide(spec(), plan.Recorded("c-1"), looked_at(cluster(status="Deleting")))
+    assert action == deletion.AwaitDeletion("c-1")
+
+
+def test_gone_with_the_key_that_made_it_releases() -> None:
+    recorded = plan.Recorded("c-1", key_fingerprint=KEY)
+    action = decide(spec(), recorded, looked_at(None))
+    assert isinstance(action, deletion.Release)
+    assert action.reason == "Deleted"
+
+
+def test_gone_for_another_key_is_not_proof() -> None:
+    recorded = plan.Recorded("c-1", key_fingerprint="the-old-key")
+    action = decide(spec(), recorded, looked_at(None))
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "CredentialsChanged"
+    assert "deletionPolicy: Orphan" in action.message
+
+
+def test_an_unresolved_create_is_looked_for_by_name() -> None:
+    intent = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=5))
+    assert decide(spec(), intent) == deletion.LookUp(None)
+    found = decide(spec(), intent, looked_at(same_name=[cluster("c-9")]))
+    assert found == deletion.DeleteCluster("c-9")
+
+
+def test_an_unresolved_create_not_listed_is_waited_out_with_the_create_grace() -> None:
+    intent = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=45))
+    action = decide(spec(), intent, looked_at(same_name=[]))
+    assert action == deletion.AwaitCreate(15.0)
+    later = decide(spec(), intent, looked_at(same_name=[]), now=NOW + GRACE)
+    assert isinstance(later, deletion.Release)
+
+
+def test_two_namesakes_of_an_unresolved_create_stall() -> None:
+    intent = plan.Recorded(create_intent_at=NOW)
+    twins = [cluster("c-1"), cluster("c-2")]
+    action = decide(spec(), intent, looked_at(same_name=twins))
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "AmbiguousClusterName"
+    assert "c-1, c-2" in action.message
+
+
+def test_a_later_cluster_id_cannot_redirect_the_deletion() -> None:
+    action = decide(spec(clusterId="c-2"), plan.Recorded("c-1"))
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterIdConflict"
