@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from kubernetes import client, config
 
 from together_operator.devenv import ControlPlane
 from together_operator.gpucluster.crd import crd_manifest
+from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.server import SimulatorConfig, start_in_thread
 
 API_KEY = "bench-key"
@@ -51,7 +51,7 @@ def ready_count(custom: Any, namespace: str) -> int:
 
 
 def measure(
-    size: int, custom: Any, core: Any, admin: httpx.Client, window: float, settle: float
+    size: int, custom: Any, core: Any, admin: SimulatorAdmin, window: float, settle: float
 ) -> dict[str, int]:
     namespace = f"bench-{size}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -65,9 +65,9 @@ def measure(
     bounded_wait(lambda: ready_count(custom, namespace) == size, 300,
                  f"{size} GPUClusters to be Ready")
     time.sleep(settle)  # let the observer leave its post-action fast polling
-    admin.delete("/requests").raise_for_status()
+    admin.reset_requests()
     time.sleep(window)
-    rows = admin.get("/requests").json()["requests"]
+    rows = admin.request_counts()
     counts = {f"{r['operation']} {r['status']}": int(r["count"]) for r in rows}
     for index in range(size):
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
@@ -98,9 +98,8 @@ def main() -> None:
         client.ApiextensionsV1Api(api).create_custom_resource_definition(crd_manifest())
         time.sleep(2)
         simulator = start_in_thread(SimulatorConfig(api_keys=(API_KEY,), speed=60.0))
-        admin = httpx.Client(base_url=simulator.admin_url, timeout=10)
-        admin.put("/stock", json={"region": "us-central-8", "gpu_type": "H100_SXM",
-                                  "gpus": 8 * max(args.sizes) * 2}).raise_for_status()
+        admin = SimulatorAdmin(simulator.admin_url)
+        admin.set_stock("us-central-8", "H100_SXM", gpus=8 * max(args.sizes) * 2)
         env = dict(
             os.environ, KUBECONFIG=str(plane.kubeconfig), TOGETHER_BASE_URL=simulator.base_url,
             TOGETHER_API_KEY=API_KEY,

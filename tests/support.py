@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import inspect
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 
 class KubeTarget(Protocol):
@@ -40,8 +39,28 @@ def wait_for(
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_for_async(
+    condition: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,  # noqa: ASYNC109 - the same bounded-wait contract as wait_for()
+    interval: float = 0.005,
+    what: str,
+) -> T:
+    """:func:`wait_for` inside an event loop: the loop keeps running between checks, and
+    ``condition`` may be a coroutine function (one that acts, then checks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        checked = condition()
+        result = await checked if inspect.isawaitable(checked) else checked
+        if result:
+            return cast(T, result)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def pids_whose_cmdline_contains(fragment: str) -> list[int]:
@@ -81,18 +100,3 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
-
-
-def async_test(
-    seconds: float,
-) -> Callable[[Callable[P, Coroutine[Any, Any, None]]], Callable[P, None]]:
-    """Run an async test body in a fresh event loop, bounded by ``seconds``."""
-
-    def decorate(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-        @functools.wraps(test)
-        def run(*args: P.args, **kwargs: P.kwargs) -> None:
-            asyncio.run(asyncio.wait_for(test(*args, **kwargs), seconds))
-
-        return run
-
-    return decorate

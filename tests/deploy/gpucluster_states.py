@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from tests.factories import cluster_info, spec_fields
 from together_operator.controller.records import CLUSTER_ID_ANNOTATION
 from together_operator.gpucluster import plan
 from together_operator.gpucluster.reasons import Reason
@@ -22,24 +23,21 @@ from together_operator.together.models import ClusterStatus, GPUClusterInfo
 
 NAMESPACE, NAME = "ml", "training"
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
-SPEC: dict[str, Any] = {"region": "us-central-8", "gpuType": "H100_SXM", "numGpus": 8}
+SPEC: dict[str, Any] = spec_fields()
 
 
 def together_cluster(status: str, **fields: Any) -> GPUClusterInfo:
     """Together's view of the cluster (the wire model, as the client parses it)."""
-    body: dict[str, Any] = {
-        "cluster_id": "c-0001",
-        "cluster_name": f"{NAMESPACE}-{NAME}",
-        "region": SPEC["region"],
-        "gpu_type": SPEC["gpuType"],
-        "status": status,
-        "num_gpus": SPEC["numGpus"],
-        "phase_transitions": [
-            {"phase": "CLUSTER_PHASE_QUEUED", "transition_time": "2026-11-22T11:00:00Z"}
-        ],
-    }
-    body.update(fields)
-    return GPUClusterInfo.model_validate(body)
+    queued = [{"phase": "CLUSTER_PHASE_QUEUED", "transition_time": "2026-11-22T11:00:00Z"}]
+    return cluster_info(
+        **{
+            "cluster_id": "c-0001",
+            "cluster_name": f"{NAMESPACE}-{NAME}",
+            "status": status,
+            "phase_transitions": queued,
+            **fields,
+        }
+    )
 
 
 def gpucluster(

@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.deploy.manifests import kustomize, load_objects, run_tool
+from tests.factories import spec_fields
 from tests.support import KubeTarget, api_client, wait_for
 from together_operator.devenv.controlplane import free_loopback_port
 from together_operator.devenv.kubeconfig import write_kubeconfig
 from together_operator.devenv.toolchain import KUBECTL, resolve_binary
 from together_operator.gpucluster.crd import crd_manifest
 from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
+from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
 
 API_KEY = "sim-test-key-7f3a9c"  # distinctive, so leak scans can find it
@@ -43,36 +44,11 @@ class Simulator:
 
     running: RunningSimulator
     tenant_kubeconfig: Path
-    admin: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.admin = httpx.Client(base_url=self.running.admin_url, timeout=10)
+    admin: SimulatorAdmin
 
     @property
     def base_url(self) -> str:
         return self.running.base_url
-
-    def clusters(self) -> list[dict[str, Any]]:
-        """Every cluster the simulator knows, deleted ones included."""
-        body = self.admin.get("/clusters").json()
-        return list(body["clusters"])
-
-    def clusters_named(self, name: str) -> list[dict[str, Any]]:
-        return [c for c in self.clusters() if c["cluster"]["cluster_name"] == name]
-
-    def request_count(self, operation: str, status: str | None = None) -> int:
-        rows = self.admin.get("/requests").json()["requests"]
-        return sum(
-            r["count"]
-            for r in rows
-            if r["operation"] == operation and (status is None or r["status"] == status)
-        )
-
-    def post(self, path: str, payload: dict[str, Any]) -> None:
-        self.admin.post(path, json=payload).raise_for_status()
-
-    def reset_faults(self) -> None:
-        self.admin.delete("/faults").raise_for_status()
 
 
 @pytest.fixture(scope="session")
@@ -107,10 +83,11 @@ def simulator(kube: KubeTarget) -> Iterator[Simulator]:
     running = start_in_thread(
         SimulatorConfig(api_keys=(API_KEY,), speed=60.0, tenant_kubeconfig=tenant)
     )
-    sim = Simulator(running, tenant)
-    yield sim
-    sim.admin.close()
-    running.stop()
+    try:
+        with SimulatorAdmin(running.admin_url) as admin:
+            yield Simulator(running, tenant, admin)
+    finally:
+        running.stop()
 
 
 @dataclass
@@ -325,13 +302,7 @@ class GPUClusters:
 
 
 def minimal_spec() -> dict[str, Any]:
-    return {
-        "region": "us-central-8",
-        "gpuType": "H100_SXM",
-        "numGpus": 8,
-        "cudaVersion": "12.5",
-        "nvidiaDriverVersion": "555",
-    }
+    return spec_fields()
 
 
 @pytest.fixture(scope="session")

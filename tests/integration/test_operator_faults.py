@@ -15,9 +15,9 @@ from together_operator.controller.reconciler import INTENT_ANNOTATION
 
 @pytest.fixture(autouse=True)
 def clean_faults(simulator: Simulator) -> Iterator[None]:
-    simulator.reset_faults()
+    simulator.admin.reset_faults()
     yield
-    simulator.reset_faults()
+    simulator.admin.reset_faults()
 
 
 def calls_during(
@@ -25,9 +25,9 @@ def calls_during(
 ) -> int:
     """How many requests to ``operation`` (answered ``status``) the simulator saw over the
     next ``seconds``."""
-    before = simulator.request_count(operation, status)
+    before = simulator.admin.request_count(operation, status)
     time.sleep(seconds)
-    return simulator.request_count(operation, status) - before
+    return simulator.admin.request_count(operation, status) - before
 
 
 def test_invalid_key_stalls_with_a_clear_message_and_no_hot_loop(
@@ -55,8 +55,8 @@ def test_invalid_key_stalls_with_a_clear_message_and_no_hot_loop(
 def test_out_of_stock_is_retried_with_backoff_and_recovers(
     operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
 ) -> None:
-    stock = {"region": "us-central-4", "gpu_type": "H100_SXM"}
-    simulator.admin.put("/stock", json={**stock, "gpus": 0}).raise_for_status()
+    region, gpu_type = "us-central-4", "H100_SXM"
+    simulator.admin.set_stock(region, gpu_type, gpus=0)
     try:
         gpuclusters.create(namespace, "nostock", region="us-central-4")
         waiting = gpuclusters.wait_condition(
@@ -69,28 +69,25 @@ def test_out_of_stock_is_retried_with_backoff_and_recovers(
         # Backoff: 1s, 2s, 4s, ... between attempts, so few creates over 5 seconds.
         assert calls_during(simulator, "GPUClusterService_Create", 5.0) <= 4
     finally:
-        simulator.admin.put("/stock", json={**stock, "gpus": 256}).raise_for_status()
+        simulator.admin.set_stock(region, gpu_type, gpus=256)
     gpuclusters.wait_condition(namespace, "nostock", "Ready", "True", timeout=60)
-    assert len(simulator.clusters_named(f"{namespace}-nostock")) == 1
+    assert len(simulator.admin.clusters_named(f"{namespace}-nostock")) == 1
     gpuclusters.delete_and_wait(namespace, "nostock")
 
 
 def test_rate_limit_honours_retry_after_then_recovers(
     operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
 ) -> None:
-    creates_before = simulator.request_count("GPUClusterService_Create")
-    simulator.post(
-        "/faults/failures",
-        {"operation": "GPUClusterService_Create", "status": 429, "count": 1, "retry_after": 6},
-    )
+    creates_before = simulator.admin.request_count("GPUClusterService_Create")
+    simulator.admin.fail(429, "GPUClusterService_Create", count=1, retry_after=6)
     gpuclusters.create(namespace, "limited")
     gpuclusters.wait_condition(namespace, "limited", "Synced", "False", reason="RateLimited")
-    assert simulator.request_count("GPUClusterService_Create", "429") >= 1
+    assert simulator.admin.request_count("GPUClusterService_Create", "429") >= 1
     # Within the Retry-After window (6 s, of which some passed already) no new attempt.
     assert calls_during(simulator, "GPUClusterService_Create", 2.0) == 0
     gpuclusters.wait_condition(namespace, "limited", "Ready", "True", timeout=30)
-    assert simulator.request_count("GPUClusterService_Create") - creates_before == 2
-    assert len(simulator.clusters_named(f"{namespace}-limited")) == 1
+    assert simulator.admin.request_count("GPUClusterService_Create") - creates_before == 2
+    assert len(simulator.admin.clusters_named(f"{namespace}-limited")) == 1
     gpuclusters.delete_and_wait(namespace, "limited")
 
 
@@ -99,17 +96,12 @@ def test_burst_of_server_errors_is_survived_without_doubling(
 ) -> None:
     # A 500 on create is ambiguous (Together may have committed): the operator must list,
     # not re-post blindly; the listing itself fails for a while too.
-    simulator.post(
-        "/faults/failures", {"operation": "GPUClusterService_Create", "status": 500, "count": 2}
-    )
+    simulator.admin.fail(500, "GPUClusterService_Create", count=2)
     gpuclusters.create(namespace, "bursty")
     gpuclusters.wait_condition(namespace, "bursty", "Synced", "False", reason="TogetherUnavailable")
-    simulator.post(
-        "/faults/failures",
-        {"operation": "GPUClusterService_List", "status": 503, "count": 3, "retry_after": 0.5},
-    )
+    simulator.admin.fail(503, "GPUClusterService_List", count=3, retry_after=0.5)
     gpuclusters.wait_condition(namespace, "bursty", "Ready", "True", timeout=60)
-    assert len(simulator.clusters_named(f"{namespace}-bursty")) == 1
+    assert len(simulator.admin.clusters_named(f"{namespace}-bursty")) == 1
     synced = gpuclusters.condition(namespace, "bursty", "Synced")
     assert synced is not None
     assert synced["status"] == "True"
@@ -119,13 +111,13 @@ def test_burst_of_server_errors_is_survived_without_doubling(
 def test_ambiguous_create_is_adopted_not_repeated(
     operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
 ) -> None:
-    simulator.post("/faults/drops", {"operation": "GPUClusterService_Create", "count": 1})
+    simulator.admin.drop("GPUClusterService_Create", 1)
     gpuclusters.create(namespace, "dropped")
     gpuclusters.wait_condition(namespace, "dropped", "Ready", "True", timeout=60)
-    [only] = simulator.clusters_named(f"{namespace}-dropped")
+    [only] = simulator.admin.clusters_named(f"{namespace}-dropped")
     obj = gpuclusters.get(namespace, "dropped")
     assert obj is not None
-    assert obj["status"]["clusterId"] == only["cluster"]["cluster_id"]
+    assert obj["status"]["clusterId"] == only.cluster.cluster_id
     assert INTENT_ANNOTATION not in obj["metadata"].get("annotations", {})
     assert "Adopted" in {e.reason for e in gpuclusters.events(namespace, "dropped")}
     gpuclusters.delete_and_wait(namespace, "dropped")
@@ -136,11 +128,8 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
 ) -> None:
     # Together commits the create but takes 3 s to answer: kill the operator in between,
     # after its intent was recorded and before it could record anything else.
-    simulator.post(
-        "/faults/latency",
-        {"operation": "GPUClusterService_Create", "seconds": 3, "after_commit": True},
-    )
-    creates_before = simulator.request_count("GPUClusterService_Create")
+    simulator.admin.delay("GPUClusterService_Create", 3, after_commit=True)
+    creates_before = simulator.admin.request_count("GPUClusterService_Create")
     gpuclusters.create(namespace, "crashy")
 
     def intent_recorded() -> Any:
@@ -155,21 +144,21 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
         assert obj is not None
         assert "clusterId" not in obj.get("status", {})  # nothing was saved after the POST
         wait_for(
-            lambda: simulator.clusters_named(f"{namespace}-crashy"),
+            lambda: simulator.admin.clusters_named(f"{namespace}-crashy"),
             timeout=10,
             what="Together to commit the in-flight create",
         )
     finally:
         operator.start()
     gpuclusters.wait_condition(namespace, "crashy", "Ready", "True", timeout=60)
-    assert len(simulator.clusters_named(f"{namespace}-crashy")) == 1
+    assert len(simulator.admin.clusters_named(f"{namespace}-crashy")) == 1
     # The killed operator's request finishes at Together 3 s after it was sent; count it.
     wait_for(
-        lambda: simulator.request_count("GPUClusterService_Create") > creates_before,
+        lambda: simulator.admin.request_count("GPUClusterService_Create") > creates_before,
         timeout=10,
         what="the in-flight create to finish at Together",
     )
-    assert simulator.request_count("GPUClusterService_Create") - creates_before == 1
+    assert simulator.admin.request_count("GPUClusterService_Create") - creates_before == 1
     gpuclusters.delete_and_wait(namespace, "crashy")
 
 
@@ -179,7 +168,7 @@ def test_stuck_deletion_is_released_by_switching_to_orphan(
     gpuclusters.create(namespace, "stuck")
     gpuclusters.wait_condition(namespace, "stuck", "Ready", "True")
     # Together refuses every delete: the finalizer holds the object and says why.
-    simulator.post("/faults/failures", {"operation": "GPUClusterService_Delete", "status": 500})
+    simulator.admin.fail(500, "GPUClusterService_Delete")
     gpuclusters.delete(namespace, "stuck")
     gpuclusters.wait_condition(namespace, "stuck", "Synced", "False", reason="TogetherUnavailable")
     assert gpuclusters.get(namespace, "stuck") is not None
@@ -190,5 +179,5 @@ def test_stuck_deletion_is_released_by_switching_to_orphan(
         timeout=40,
         what="the orphaned GPUCluster to be released",
     )
-    [kept] = simulator.clusters_named(f"{namespace}-stuck")
-    assert kept["deleted"] is False
+    [kept] = simulator.admin.clusters_named(f"{namespace}-stuck")
+    assert kept.deleted is False

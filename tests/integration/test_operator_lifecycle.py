@@ -41,13 +41,13 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
     obj = gpuclusters.get(namespace, "train")
     assert obj is not None
     status = obj["status"]
-    [at_together] = simulator.clusters_named(f"{namespace}-train")
-    cluster = at_together["cluster"]
-    assert status["clusterId"] == cluster["cluster_id"]
+    [at_together] = simulator.admin.clusters_named(f"{namespace}-train")
+    cluster = at_together.cluster
+    assert status["clusterId"] == cluster.cluster_id
     assert status["state"] == "Ready"
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     assert [p["phase"] for p in status["phaseTransitions"]] == [
-        p["phase"] for p in cluster["phase_transitions"]
+        p.phase for p in cluster.phase_transitions
     ][: len(status["phaseTransitions"])]
     assert status["phaseTransitions"][0]["phase"] == (
         "CLUSTER_PHASE_WAITING_FOR_CONTROL_PLANE_NODES"
@@ -80,8 +80,8 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
     assert {"Creating", "Created", "PhaseChanged", "KubeconfigWritten"} <= reasons
 
     gpuclusters.delete_and_wait(namespace, "train")
-    [after] = simulator.clusters_named(f"{namespace}-train")
-    assert after["deleted"] is True
+    [after] = simulator.admin.clusters_named(f"{namespace}-train")
+    assert after.deleted is True
     assert _secret_or_none(gpuclusters, namespace, "train-kubeconfig") is None
 
 
@@ -104,9 +104,7 @@ def test_scaling_gpus_and_preemptible_allocation_lagging_desired(
 ) -> None:
     region, gpu = "us-central-4", "L40_PCIE"
     # Only 8 preemptible GPUs in stock: 16 desired can only be half allocated.
-    simulator.admin.put(
-        "/stock", json={"region": region, "gpu_type": gpu, "preemptible_gpus": 8}
-    ).raise_for_status()
+    simulator.admin.set_stock(region, gpu, preemptible_gpus=8)
     gpuclusters.create(namespace, "scale", region=region, gpuType=gpu)
     gpuclusters.wait_condition(namespace, "scale", "Ready", "True")
 
@@ -130,9 +128,7 @@ def test_scaling_gpus_and_preemptible_allocation_lagging_desired(
     assert ready is not None
     assert "8 of 16 preemptible GPUs allocated" in ready["message"]
 
-    simulator.admin.put(
-        "/stock", json={"region": region, "gpu_type": gpu, "preemptible_gpus": 64}
-    ).raise_for_status()
+    simulator.admin.set_stock(region, gpu, preemptible_gpus=64)
     wait_for(
         lambda: (
             (gpuclusters.get(namespace, "scale") or {}).get("status", {}).get("preemptible")
@@ -152,9 +148,9 @@ def test_orphan_policy_releases_the_object_and_keeps_the_cluster(
     gpuclusters.create(namespace, "keep", deletionPolicy="Orphan")
     gpuclusters.wait_condition(namespace, "keep", "Ready", "True")
     gpuclusters.delete_and_wait(namespace, "keep")
-    [kept] = simulator.clusters_named(f"{namespace}-keep")
-    assert kept["deleted"] is False
-    assert kept["cluster"]["status"] == "Ready"
+    [kept] = simulator.admin.clusters_named(f"{namespace}-keep")
+    assert kept.deleted is False
+    assert kept.cluster.status == "Ready"
 
 
 def test_adoption_through_spec_cluster_id_creates_nothing(
@@ -179,15 +175,15 @@ def test_adoption_through_spec_cluster_id_creates_nothing(
         },
         timeout=10,
     ).json()
-    creates_before = simulator.request_count("GPUClusterService_Create")
+    creates_before = simulator.admin.request_count("GPUClusterService_Create")
 
     gpuclusters.create(namespace, "adopted", clusterId=created["cluster_id"], clusterName=name)
     gpuclusters.wait_condition(namespace, "adopted", "Ready", "True")
     obj = gpuclusters.get(namespace, "adopted")
     assert obj is not None
     assert obj["status"]["clusterId"] == created["cluster_id"]
-    assert simulator.request_count("GPUClusterService_Create") == creates_before
-    assert len(simulator.clusters_named(name)) == 1
+    assert simulator.admin.request_count("GPUClusterService_Create") == creates_before
+    assert len(simulator.admin.clusters_named(name)) == 1
 
     # clusterId may be set once: changing it is refused by the API server.
     from kubernetes.client.rest import ApiException
@@ -238,8 +234,8 @@ def test_cluster_id_added_later_cannot_take_over_from_the_created_cluster(
     # Deleting it now must not delete someone else's cluster, nor leak its own.
     gpuclusters.delete(namespace, "first")
     gpuclusters.wait_condition(namespace, "first", "Stalled", "True", reason="ClusterIdConflict")
-    [second] = simulator.clusters_named(f"{namespace}-second")
-    assert second["deleted"] is False
+    [second] = simulator.admin.clusters_named(f"{namespace}-second")
+    assert second.deleted is False
     gpuclusters.patch_spec(namespace, "first", {"deletionPolicy": "Orphan"})
     wait_for(
         lambda: gpuclusters.get(namespace, "first") is None,

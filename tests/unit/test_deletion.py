@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from tests.factories import cluster_info, gpucluster_spec
 from together_operator.gpucluster import deletion, plan
 from together_operator.gpucluster.spec import GPUClusterSpec
 from together_operator.together.models import GPUClusterInfo
@@ -15,21 +16,11 @@ KEY = "fp-key"
 
 
 def spec(**overrides: Any) -> GPUClusterSpec:
-    fields: dict[str, Any] = {
-        "region": "us-central-8",
-        "gpuType": "H100_SXM",
-        "numGpus": 8,
-        "cudaVersion": "12.5",
-        "nvidiaDriverVersion": "555",
-        **overrides,
-    }
-    return GPUClusterSpec.model_validate(fields)
+    return gpucluster_spec(**overrides)
 
 
 def cluster(cluster_id: str = "c-1", status: str = "Ready") -> GPUClusterInfo:
-    return GPUClusterInfo(
-        cluster_id=cluster_id, cluster_name="team-a-train", region="us-central-8", status=status
-    )
+    return cluster_info(cluster_id=cluster_id, status=status)
 
 
 def decide(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.factories import cluster_info, gpucluster_spec
 from together_operator.gpucluster import plan
 from together_operator.gpucluster.spec import GPUClusterSpec
 from together_operator.together.models import GPUClusterInfo
@@ -16,28 +17,11 @@ GRACE = datetime.timedelta(seconds=60)
 
 
 def spec(**overrides: Any) -> GPUClusterSpec:
-    fields: dict[str, Any] = {
-        "region": "us-central-8",
-        "gpuType": "H100_SXM",
-        "numGpus": 16,
-        "cudaVersion": "12.5",
-        "nvidiaDriverVersion": "555",
-    }
-    fields.update(overrides)
-    return GPUClusterSpec.model_validate(fields)
+    return gpucluster_spec(**{"numGpus": 16, **overrides})
 
 
 def cluster(**overrides: Any) -> GPUClusterInfo:
-    fields: dict[str, Any] = {
-        "cluster_id": "c-1",
-        "cluster_name": "team-a-train",
-        "region": "us-central-8",
-        "status": "Ready",
-        "gpu_type": "H100_SXM",
-        "num_gpus": 16,
-    }
-    fields.update(overrides)
-    return GPUClusterInfo.model_validate(fields)
+    return cluster_info(**{"num_gpus": 16, **overrides})
 
 
 def decide(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from tests.factories import cluster_info
 from together_operator.gpucluster.plan import Stall
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GPUClusterStatus
@@ -24,10 +25,6 @@ T1 = T0 + datetime.timedelta(minutes=5)
 
 def info(**overrides: object) -> GPUClusterInfo:
     fields: dict[str, object] = {
-        "cluster_id": "c-1",
-        "cluster_name": "n",
-        "region": "r",
-        "status": "Ready",
         "num_gpus": 16,
         "desired_preemptible_gpus": 16,
         "allocated_preemptible_gpus": 8,
@@ -39,8 +36,7 @@ def info(**overrides: object) -> GPUClusterInfo:
             {"phase": "CLUSTER_PHASE_READY", "transition_time": "2026-11-22T11:01:00Z"},
         ],
     }
-    fields.update(overrides)
-    return GPUClusterInfo.model_validate(fields)
+    return cluster_info(**{**fields, **overrides})
 
 
 def conditions(verdict: Verdict, generation: int, previous: Any, now: datetime.datetime) -> Any:

@@ -1,0 +1,362 @@
+"""The harness of the reconciler tests: the in-thread Together simulator and an in-memory
+Kubernetes, wired to a real Reconciler.
+
+Kubernetes is a small fake of ``KubeApi`` that keeps annotations, status and Secrets and logs
+every write; each visit builds the next ``GPUClusterObject`` from what the fake holds, the way
+kopf would hand over the stored object. Together is the real simulator on 127.0.0.1, driven by
+a ``FakeClock`` that the reconciler shares, so provisioning, deletion and the create grace
+period move only when a test advances the clock. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tests.support import wait_for_async
+from together_operator.controller.fleet import Fleet, PollPolicy
+from together_operator.controller.kube import KubeApi
+from together_operator.controller.metrics import OperatorMetrics
+from together_operator.controller.reconciler import (
+    CLUSTER_ID_ANNOTATION,
+    GPUClusterObject,
+    ObjectMemory,
+    Reconciler,
+)
+from together_operator.settings import OperatorSettings
+from together_operator.simulator.admin import SimulatorAdmin
+from together_operator.simulator.clock import FakeClock
+from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
+from together_operator.together.client import RetryPolicy, TogetherClient
+from together_operator.together.models import (
+    GPUClusterInfo,
+    GPUClusterUpdateRequest,
+)
+
+KEY = "tgp_v1_RECONCILER-TEST-3f9c1e27-not-a-real-key"
+OTHER_KEY = "tgp_v1_RECONCILER-TEST-8d04b6a1-the-old-key"
+NAMESPACE, NAME, UID = "team-a", "train", "uid-6a1f"
+CLUSTER_NAME = f"{NAMESPACE}-{NAME}"
+SPEC: dict[str, Any] = {
+    "region": "us-central-8",
+    "gpuType": "H100_SXM",
+    "numGpus": 8,
+    "cudaVersion": "12.5",
+    "nvidiaDriverVersion": "555",
+}
+CREATE, UPDATE, DELETE = (
+    "GPUClusterService_Create",
+    "GPUClusterService_Update",
+    "GPUClusterService_Delete",
+)
+FAST_POLL_SECONDS, SLOW_POLL_SECONDS = 0.05, 0.5
+CREATE_GRACE_SECONDS = 30.0  # on the fake clock: elapses only when a test advances it
+TO_READY_SECONDS = 120.0  # simulated create-to-Ready is about a minute at speed 1
+TO_GONE_SECONDS = 30.0  # simulated Deleting-to-gone is 10 s at speed 1
+SCENARIO_TIMEOUT_SECONDS = 15.0
+# Closing is bounded so that a hang fails the test: on Python 3.11 Fleet.close() never returns
+# when an observer's wake-up (hurry) and its cancellation land in the same loop iteration.
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    return {**SPEC, **overrides}
+
+
+# --- Together: the simulator and its admin API ----------------------------------------------
+
+
+@dataclass
+class Simulator:
+    running: RunningSimulator
+    clock: FakeClock
+    admin: SimulatorAdmin
+
+    def requests(self, operation: str, status: str | None = None) -> int:
+        """How many requests to ``operation`` (with ``status``: "200", "dropped", ...)."""
+        return self.admin.request_count(operation, status)
+
+    def live_clusters(self) -> list[GPUClusterInfo]:
+        return self.admin.live_clusters()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    clock = FakeClock()
+    running = start_in_thread(SimulatorConfig(api_keys=(KEY,)), clock=clock)
+    try:
+        with SimulatorAdmin(running.admin_url, timeout=5) as admin:
+            yield Simulator(running, clock, admin)
+    finally:
+        running.stop()
+
+
+# --- Kubernetes: an in-memory KubeApi --------------------------------------------------------
+
+
+@dataclass
+class OwnerReference:
+    uid: str
+
+
+@dataclass
+class SecretMetadata:
+    owner_references: list[OwnerReference]
+    resource_version: str
+
+
+@dataclass
+class StoredSecret:
+    """The attributes of a V1Secret that the controller reads."""
+
+    data: dict[str, str]
+    metadata: SecretMetadata
+
+
+@dataclass(frozen=True)
+class KubeWrite:
+    method: str
+    body: Mapping[str, Any]
+
+
+class FakeKube(KubeApi):
+    """Holds one namespace's GPUCluster annotations and status, and its Secrets; logs writes."""
+
+    def __init__(self) -> None:  # no API client: nothing here talks to a server
+        self.annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.status: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], StoredSecret] = {}
+        self.writes: list[KubeWrite] = []
+        #: Called with every write as it happens (to look at Together at that moment).
+        self.on_write: Callable[[KubeWrite], None] | None = None
+
+    async def _log(self, method: str, body: Mapping[str, Any]) -> None:
+        # Like the real KubeApi (a worker thread per call), every write suspends the caller.
+        await asyncio.sleep(0)
+        write = KubeWrite(method, dict(body))
+        self.writes.append(write)
+        if self.on_write is not None:
+            self.on_write(write)
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str], owner: str = "") -> None:
+        """A Secret as a person (or another controller) would create it; values in clear."""
+        encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+        references = [OwnerReference(owner)] if owner else []
+        self.secrets[(namespace, name)] = StoredSecret(encoded, SecretMetadata(references, "1"))
+
+    async def read_secret(self, namespace: str, name: str) -> Any | None:
+        await asyncio.sleep(0)
+        return self.secrets.get((namespace, name))
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        secret = await self.read_secret(namespace, name)
+        if secret is None or key not in secret.data:
+            return None
+        return base64.b64decode(secret.data[key]).decode().strip()
+
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        assert (namespace, name) not in self.secrets, f"Secret {name} exists: 409"
+        self._store_secret(namespace, body)
+        await self._log("create_secret", body)
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        self._store_secret(namespace, body)
+        await self._log("replace_secret", body)
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        self.secrets.pop((namespace, name), None)
+        await self._log("delete_secret", {"name": name})
+
+    def _store_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        references = [OwnerReference(ref["uid"]) for ref in meta.get("ownerReferences", [])]
+        version = str(int(meta.get("resourceVersion", "0")) + 1)
+        self.secrets[(namespace, meta["name"])] = StoredSecret(
+            dict(body["data"]), SecretMetadata(references, version)
+        )
+
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: dict[str, str | None]
+    ) -> None:
+        stored = self.annotations.setdefault((namespace, name), {})
+        for key, value in annotations.items():
+            if value is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+        await self._log("patch_annotations", annotations)
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        stored = self.status.setdefault((namespace, name), {})
+        for key, value in status.items():  # a JSON merge patch, one level deep
+            if value is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+        await self._log("patch_status", status)
+
+    def gpucluster(
+        self, spec: Mapping[str, Any], generation: int, namespace: str = NAMESPACE
+    ) -> GPUClusterObject:
+        """The object as stored now: what kopf would hand to the next visit."""
+        return GPUClusterObject(
+            namespace=namespace,
+            name=NAME,
+            uid=UID,
+            generation=generation,
+            spec=dict(spec),
+            status=dict(self.status.get((namespace, NAME), {})),
+            annotations=dict(self.annotations.get((namespace, NAME), {})),
+        )
+
+
+# --- the reconciler, wired to both -----------------------------------------------------------
+
+
+class UpdateIgnoringClient(TogetherClient):
+    """A Together that answers every PUT 200 and applies nothing: the client sends an empty
+    merge-PUT in place of the planned one, so the simulator accepts the request and the
+    cluster keeps its values (the simulator itself applies every field it accepts)."""
+
+    async def update_cluster(
+        self, cluster_id: str, request: GPUClusterUpdateRequest
+    ) -> GPUClusterInfo:
+        return await super().update_cluster(cluster_id, GPUClusterUpdateRequest())
+
+
+@dataclass
+class Harness:
+    sim: Simulator
+    kube: FakeKube = field(default_factory=FakeKube)
+    memory: ObjectMemory = field(default_factory=ObjectMemory)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    client_type: type[TogetherClient] = TogetherClient
+    _reconciler: Reconciler | None = None
+    _fleet: Fleet | None = None
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        self.events.append((kind, reason, message))
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
+
+    async def start(self) -> None:
+        """A new reconciler and fleet on this harness's fake Kubernetes and the simulator."""
+        self._fleet = Fleet(
+            # One attempt per call: these tests are about the reconciler's handling of a
+            # failure, not about the client retrying it away (the client tests do that).
+            client_factory=lambda key: self.client_type(
+                key, base_url=self.sim.running.base_url, timeout=5, retry=RetryPolicy(1)
+            ),
+            policy=PollPolicy(fast_seconds=FAST_POLL_SECONDS, slow_seconds=SLOW_POLL_SECONDS),
+        )
+        settings = OperatorSettings(
+            together_api_key=SecretStr(KEY),
+            fast_poll_seconds=FAST_POLL_SECONDS,
+            slow_poll_seconds=SLOW_POLL_SECONDS,
+            create_grace_seconds=CREATE_GRACE_SECONDS,
+            credentials_ttl_seconds=0,
+            request_timeout_seconds=5,
+        )
+        self._reconciler = Reconciler(
+            self.kube, self._fleet, settings, OperatorMetrics(), clock=self.sim.clock.now
+        )
+
+    async def close(self) -> None:
+        """Close the fleet (its pollers and HTTP clients), bounded so that a hang fails."""
+        if self._reconciler is not None:
+            await asyncio.wait_for(self._reconciler.close(), CLOSE_TIMEOUT_SECONDS)
+
+    @property
+    def reconciler(self) -> Reconciler:
+        assert self._reconciler is not None, "only after Harness.start"
+        return self._reconciler
+
+    async def visit(self, spec: Mapping[str, Any] = SPEC, generation: int = 1) -> None:
+        obj = self.kube.gpucluster(spec, generation)
+        await self.reconciler.reconcile(obj, self.memory, self.event)
+
+    async def finalize(self, spec: Mapping[str, Any] = SPEC, generation: int = 1) -> float | None:
+        obj = self.kube.gpucluster(spec, generation)
+        return await self.reconciler.finalize(obj, self.memory, self.event)
+
+    async def visit_until(
+        self,
+        done: Callable[[], bool],
+        what: str,
+        spec: Mapping[str, Any] = SPEC,
+        within: float = 5.0,
+    ) -> None:
+        """Visit every 50 ms (as resyncs would) until ``done()``; fail after ``within``."""
+
+        async def visited() -> bool:
+            await self.visit(spec)
+            return done()
+
+        reached: bool = await wait_for_async(visited, timeout=within, interval=0.05, what=what)
+        assert reached
+
+    async def fresh_list(self) -> None:
+        """Make the fleet list Together now (after the fake clock moved)."""
+        assert self._fleet is not None, "only after Harness.start"
+        await self._fleet.observer_for(KEY).refresh()
+
+    async def create_ready_cluster(self) -> str:
+        """Let the reconciler create the cluster, then bring it to Ready; its ID."""
+        await self.visit()
+        cluster_id = self.annotations()[CLUSTER_ID_ANNOTATION]
+        self.sim.advance(TO_READY_SECONDS)
+        await self.fresh_list()
+        await self.visit()
+        assert self.condition("Ready")["status"] == "True", self.status()
+        return cluster_id
+
+    def annotations(self) -> dict[str, str]:
+        return self.kube.annotations.get((NAMESPACE, NAME), {})
+
+    def status(self) -> dict[str, Any]:
+        return self.kube.status.get((NAMESPACE, NAME), {})
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        conditions = self.status().get("conditions") or []
+        found = [c for c in conditions if c["type"] == kind]
+        assert len(found) == 1, f"expected one {kind} condition in {conditions}"
+        result: dict[str, Any] = found[0]
+        return result
+
+
+@contextlib.asynccontextmanager
+async def running(
+    sim: Simulator, client_type: type[TogetherClient] = TogetherClient
+) -> AsyncIterator[Harness]:
+    """A started harness, closed whatever happens."""
+    harness = Harness(sim, client_type=client_type)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture
+async def harness(sim: Simulator) -> AsyncIterator[Harness]:
+    async with running(sim) as started:
+        yield started
+
+
+@pytest.fixture
+async def harness_ignoring_updates(sim: Simulator) -> AsyncIterator[Harness]:
+    """A harness whose Together accepts every PUT and applies none of it."""
+    async with running(sim, UpdateIgnoringClient) as started:
+        yield started
