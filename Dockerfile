@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The together-operator image: `together-operator run` as a non-root user on a read-only root
-# filesystem. Build: docker build -t together-operator:0.1.0 .
+# filesystem. Build: docker build -t together-operator:<version> . (the version: pyproject.toml)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
