@@ -121,12 +121,15 @@ class Reconciler:
                 self._reporter.failure(obj, memory, observer.error, event, backoff=False)
             )
         synced_at = snapshot.fetched_at
+        was = recorded(obj, memory)
         try:
-            observed = await self._observe(obj, memory, spec, observer, snapshot, fresh=False)
-            action = self._plan(obj, memory, spec, observed)
+            observed = await self._observe(obj, memory, spec, was, observer, snapshot, fresh=False)
+            action = self._plan(obj, memory, spec, was, observed)
             if isinstance(action, plan.LookAgain):
-                observed = await self._observe(obj, memory, spec, observer, snapshot, fresh=True)
-                action = self._plan(obj, memory, spec, observed)
+                observed = await self._observe(
+                    obj, memory, spec, was, observer, snapshot, fresh=True
+                )
+                action = self._plan(obj, memory, spec, was, observed)
         except TogetherError as error:
             failed = self._reporter.failure(obj, memory, error, event, backoff=False)
             return Outcome(failed, synced_at=synced_at)
@@ -149,13 +152,14 @@ class Reconciler:
         obj: GPUClusterObject,
         memory: ObjectMemory,
         spec: GPUClusterSpec,
+        was: plan.Recorded,
         observed: plan.Observation,
     ) -> plan.Action:
         return plan.plan_action(
             spec,
             namespace=obj.namespace,
             name=obj.name,
-            recorded=recorded(obj, memory),
+            recorded=was,
             observed=observed,
             now=self._now(),
             intent_grace=self._grace,
@@ -170,6 +174,7 @@ class Reconciler:
         obj: GPUClusterObject,
         memory: ObjectMemory,
         spec: GPUClusterSpec,
+        was: plan.Recorded,
         observer: FleetObserver,
         snapshot: Snapshot,
         *,
@@ -177,7 +182,7 @@ class Reconciler:
     ) -> plan.Observation:
         """Together's view of this object's cluster: from the shared List, else by ID (at
         most once per slow poll), or the clusters under its name while it has no ID."""
-        cluster_id = plan.cluster_to_observe(spec, recorded(obj, memory))
+        cluster_id = plan.cluster_to_observe(spec, was)
         if cluster_id is None:
             if fresh:
                 snapshot = await observer.refresh()
