@@ -45,11 +45,19 @@ class OperatorSettings(BaseSettings):
         description="List interval when every cluster is stable (jittered by +-20%).",
     )
     resync_seconds: float = Field(
-        default=2.0,
+        default=600.0,
         gt=0,
         validation_alias="TOGETHER_OPERATOR_RESYNC_SECONDS",
-        description="How often each GPUCluster is compared with the latest observation "
-        "(costs no API call).",
+        description="How often a GPUCluster nothing happened to is looked at anyway (+-20%), "
+        "a safety net: changes at Together and in the spec wake it at once. A look that "
+        "finds nothing changed costs no API call and no write.",
+    )
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        validation_alias="TOGETHER_OPERATOR_MAX_CONCURRENT_REQUESTS",
+        description="Requests in flight at once to Together (per API key) and to the "
+        "Kubernetes API; more wait their turn, so a burst of objects queues here.",
     )
     credentials_ttl_seconds: float = Field(
         default=30.0,

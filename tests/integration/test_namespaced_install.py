@@ -104,7 +104,6 @@ def test_namespaced_operator_manages_only_its_namespaces_with_roles_alone(
         TOGETHER_API_KEY=API_KEY,
         TOGETHER_OPERATOR_FAST_POLL_SECONDS="0.5",
         TOGETHER_OPERATOR_SLOW_POLL_SECONDS="3",
-        TOGETHER_OPERATOR_RESYNC_SECONDS="0.5",
     )
     with log_path.open("wb") as log:
         operator = subprocess.Popen(

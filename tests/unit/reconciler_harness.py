@@ -283,9 +283,10 @@ class Harness:
         assert self._reconciler is not None, "only after Harness.start"
         return self._reconciler
 
-    async def visit(self, spec: Mapping[str, Any] = SPEC, generation: int = 1) -> None:
+    async def visit(self, spec: Mapping[str, Any] = SPEC, generation: int = 1) -> float | None:
+        """One visit; the seconds until the reconciler wants the next one (None: on a change)."""
         obj = self.kube.gpucluster(spec, generation)
-        await self.reconciler.reconcile(obj, self.memory, self.event)
+        return await self.reconciler.reconcile(obj, self.memory, self.event)
 
     async def finalize(self, spec: Mapping[str, Any] = SPEC, generation: int = 1) -> float | None:
         obj = self.kube.gpucluster(spec, generation)

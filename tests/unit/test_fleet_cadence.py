@@ -68,7 +68,7 @@ async def test_all_clusters_stable_waits_the_slow_interval() -> None:
 async def test_a_managed_cluster_changing_polls_fast(changing_cluster: dict[str, Any]) -> None:
     together = FakeTogether(always(cluster("c-1"), changing_cluster))
     observer = observer_on(together)
-    observer.track("c-2")
+    observer.watch("uid-c-2", cluster_id="c-2", cluster_name=None)
     async with running(observer):
         # At the slow interval this would take minutes; fast polling takes milliseconds.
         await until(lambda: together.count >= 6, "six polls")
@@ -90,7 +90,7 @@ async def test_slow_polling_for_what_can_last_long_or_is_not_ours(
 ) -> None:
     together = FakeTogether(always(cluster("c-1"), listed))
     observer = observer_on(together)
-    observer.track(tracked)
+    observer.watch("uid-tracked", cluster_id=tracked, cluster_name=None)
     async with running(observer):
         await until(lambda: bool(decisions(observer)), "the first poll")
         await asyncio.sleep(QUIET_WINDOW)
@@ -105,7 +105,7 @@ async def test_polling_slows_down_once_every_cluster_is_ready() -> None:
 
     together = FakeTogether(answer)
     observer = observer_on(together)
-    observer.track("c-1")
+    observer.watch("uid-c-1", cluster_id="c-1", cluster_name=None)
     async with running(observer):
         await until(lambda: together.count >= 4, "four polls")
         await asyncio.sleep(QUIET_WINDOW)

@@ -13,6 +13,7 @@ from tests.unit.fleet_support import (
     TEST_TIMEOUT_SECONDS,
     FakeTogether,
     RecordingPolicy,
+    always,
     cluster,
     decisions,
     failing,
@@ -83,7 +84,7 @@ async def test_polling_survives_errors_and_recovers() -> None:
         )
     )
     observer = observer_on(together)
-    observer.track("c-1")
+    observer.watch("uid-c-1", cluster_id="c-1", cluster_name=None)
     async with running(observer):
         await until(lambda: together.count >= 5, "polls after recovery")
         assert observer.error is None
@@ -95,7 +96,7 @@ async def test_polling_survives_errors_and_recovers() -> None:
     "unreadable",
     [
         httpx.Response(200, text="<html>maintenance</html>"),
-        httpx.Response(200, json={"clusters": [{"cluster_id": "no-name-or-status"}]}),
+        httpx.Response(200, json={"items": []}),
     ],
     ids=["not-json", "not-a-cluster-list"],
 )
@@ -109,7 +110,7 @@ async def test_polling_survives_an_answer_it_cannot_read(unreadable: httpx.Respo
 
     together = FakeTogether(answer)
     observer = observer_on(together)
-    observer.track("c-1")
+    observer.watch("uid-c-1", cluster_id="c-1", cluster_name=None)
     async with running(observer) as task:
         await until(lambda: together.count >= 3 or task.done(), "polls after the bad answer")
         assert not task.done()  # the loop is still alive
@@ -118,3 +119,15 @@ async def test_polling_survives_an_answer_it_cannot_read(unreadable: httpx.Respo
 
 
 # --- the first snapshot ----------------------------------------------------------------------
+
+
+async def test_one_unreadable_cluster_is_set_aside_and_the_others_are_read() -> None:
+    odd = {"cluster_id": "c-odd", "cluster_name": "odd", "status": "Ready", "num_gpus": "many"}
+    together = FakeTogether(always(cluster("c-1"), odd))
+    observer = observer_on(together)
+    snapshot = await observer.refresh()
+    assert observer.error is None
+    assert list(snapshot.clusters) == ["c-1"]
+    assert snapshot.unreadable == {"c-odd": "odd"}
+    assert snapshot.unreadable_named("odd")
+    await observer.client.aclose()

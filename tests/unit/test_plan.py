@@ -9,6 +9,7 @@ import pytest
 
 from tests.factories import cluster_info, gpucluster_spec
 from together_operator.gpucluster import plan
+from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GPUClusterSpec
 from together_operator.together.models import GPUClusterInfo
 
@@ -291,3 +292,25 @@ def test_false_and_omitted_config_values_are_the_same() -> None:
     assert isinstance(action, plan.InSync)
     assert plan.differs({"a": True}, {}) is True
     assert plan.differs({"a": False}, {"a": True}) is True
+
+
+def test_an_object_is_revisited_on_a_timer_only_when_no_change_would_wake_it() -> None:
+    def revisit(reason: Reason, **kwargs: Any) -> float | None:
+        timing: dict[str, Any] = {
+            "backoff_remaining": 0.0,
+            "grace_remaining": None,
+            "recheck_seconds": 30.0,
+            "foreign_secret_seconds": 60.0,
+            **kwargs,
+        }
+        return plan.revisit_after(reason, **timing)
+
+    assert revisit(Reason.CLUSTER_READY) is None  # the fleet observer wakes it on a change
+    assert revisit(Reason.PROVISIONING) is None
+    assert revisit(Reason.CLUSTER_GONE) is None  # a person acts through the spec: that wakes
+    assert revisit(Reason.RATE_LIMITED, backoff_remaining=6.0) == 6.0
+    grace = datetime.timedelta(seconds=12)
+    assert revisit(Reason.CONFIRMING_CREATE, grace_remaining=grace) == 12.0
+    assert revisit(Reason.CREDENTIALS_NOT_FOUND) == 30.0  # the Secret may appear any moment
+    assert revisit(Reason.KUBECONFIG_SECRET_CONFLICT) == 60.0  # its owner may delete it
+    assert revisit(Reason.UPDATE_NOT_APPLIED) == plan.STALLED_RETRY_SECONDS

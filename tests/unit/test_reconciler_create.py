@@ -3,6 +3,7 @@ refusal cleared and backed off."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 
 from tests.unit.reconciler_harness import (
     CREATE,
+    CREATE_GRACE_SECONDS,
+    FAST_POLL_SECONDS,
     KEY,
     SCENARIO_TIMEOUT_SECONDS,
     Harness,
@@ -116,3 +119,23 @@ async def test_rejected_create_clears_the_intent_stalls_and_does_not_post_again_
     assert "not offered" in stalled["message"]
     assert harness.condition("Ready")["status"] == "False"
     assert harness.reasons().count("InvalidRequest") == 1
+
+
+async def test_synced_stays_false_while_the_last_exchange_failed_and_none_followed(
+    harness: Harness, sim: Simulator
+) -> None:
+    sim.admin.fail(500, CREATE, count=1)
+    await harness.visit()
+    assert harness.condition("Synced")["reason"] == "TogetherUnavailable"
+    # The intent is waited out from the cache: no call to Together, so nothing new to say.
+    for _ in range(2):
+        await harness.visit()
+        assert harness.condition("Reconciling")["reason"] == "ConfirmingCreate"
+        synced = harness.condition("Synced")
+        assert (synced["status"], synced["reason"]) == ("False", "TogetherUnavailable")
+    sim.advance(CREATE_GRACE_SECONDS + 1)
+    await asyncio.sleep(4 * FAST_POLL_SECONDS)  # the backoff of the failed create, in real time
+    await harness.fresh_list()
+    await harness.visit()
+    assert sim.requests(CREATE) == 2
+    assert harness.condition("Synced")["status"] == "True"

@@ -99,3 +99,19 @@ async def test_spec_cluster_id_other_than_the_recorded_one_stalls_without_writin
     assert stalled["status"] == "True"
     assert stalled["reason"] == "ClusterIdConflict"
     assert harness.condition("Ready")["status"] == "False"
+
+
+async def test_a_settled_object_causes_no_write_however_often_it_is_visited(
+    harness: Harness, sim: Simulator
+) -> None:
+    await harness.create_ready_cluster()
+    sim.advance(600)  # long after Ready: nothing changes at Together any more
+    await harness.fresh_list()
+    await harness.visit()
+    settled = len(harness.kube.writes)
+    for _ in range(5):
+        await harness.fresh_list()  # a new List each time: its time must not be a change
+        revisit = await harness.visit()
+        assert revisit is None, "nothing to wait for: only a change wakes it"
+    assert harness.kube.writes[settled:] == []
+    assert sim.requests(UPDATE) == 0

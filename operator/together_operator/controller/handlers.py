@@ -1,13 +1,16 @@
 """kopf wiring: every decorator in one place, each handler a few lines (the crate-operator way).
 
-Handlers hand plain data to :class:`Reconciler`. The same reconcile runs on create, spec
-update, operator resume and a periodic timer (which reads the shared fleet snapshot, so it
-costs no Together call); a per-object lock keeps them from overlapping.
+Each GPUCluster has a daemon that reconciles it and then waits on its doorbell. The fleet
+observer rings it when the object's cluster changed at Together, the event handler when its
+spec changed; a timer only for backoffs, unanswered creates and a slow safety resync. So an
+object that nothing happens to costs an idle wait: no API call, no status write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -15,27 +18,17 @@ import kopf
 from together_operator.controller.fleet import Fleet, PollPolicy
 from together_operator.controller.kube import KubeApi, load_api_client
 from together_operator.controller.metrics import OperatorMetrics
-from together_operator.controller.reconciler import (
-    EventFn,
-    GPUClusterObject,
-    ObjectMemory,
-    Reconciler,
-)
+from together_operator.controller.reconciler import EventFn, GPUClusterObject, Reconciler
 from together_operator.gpucluster.spec import FINALIZER, GROUP, PLURAL, VERSION
 from together_operator.settings import OperatorSettings
 from together_operator.together.client import TogetherClient
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 DELETION_WAIT_MESSAGE = "waiting for the Together cluster to be deleted"
+#: After an unexpected error (the API server refusing a write, say), a daemon tries again
+#: this soon, doubling up to the cap.
+ERROR_RETRY_SECONDS, ERROR_RETRY_CAP_SECONDS = 2.0, 60.0
 logger = logging.getLogger("together_operator")
-
-
-def _object_memory(memo: kopf.Memo) -> ObjectMemory:
-    memory = memo.get("object_memory")
-    if memory is None:
-        memory = memo["object_memory"] = ObjectMemory()
-    assert isinstance(memory, ObjectMemory)
-    return memory
 
 
 def _events_for(body: kopf.Body) -> EventFn:
@@ -49,9 +42,25 @@ def _events_for(body: kopf.Body) -> EventFn:
     return post
 
 
+async def _until_rung(bell: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Wait for the doorbell, the daemon's stop, or ``seconds``, whichever comes first."""
+    rung = asyncio.ensure_future(bell.wait())
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({rung, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        rung.cancel()
+        stopping.cancel()
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(0.8, 1.2)
+
+
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """A kopf registry with the GPUCluster handlers, configured from ``settings``."""
     registry = kopf.OperatorRegistry()
+    operator_settings = settings
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -73,29 +82,56 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.scanning.disabled = True
         memo["reconciler"] = _build_reconciler(operator_settings)
 
-    operator_settings = settings
-
     @kopf.on.cleanup(registry=registry)
     async def close(memo: kopf.Memo, **_: Any) -> None:
         reconciler = memo.get("reconciler")
         if isinstance(reconciler, Reconciler):
             await reconciler.close()
 
-    @kopf.on.resume(*RESOURCE, registry=registry)
-    @kopf.on.create(*RESOURCE, registry=registry)
-    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    @kopf.timer(*RESOURCE, interval=settings.resync_seconds, registry=registry)
-    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        reconciler = memo["reconciler"]
-        await reconciler.reconcile(
-            GPUClusterObject.from_body(body), _object_memory(memo), _events_for(body)
-        )
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=30.0)
+    async def keep_in_sync(
+        stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        reconciler: Reconciler = memo["reconciler"]
+        memory = reconciler.memory_of(uid)
+        events = _events_for(body)
+        resync = operator_settings.resync_seconds
+        failures = 0
+        while not stopped:
+            memory.doorbell.clear()  # before looking: a ring during the visit is kept
+            try:
+                revisit = await reconciler.reconcile(
+                    GPUClusterObject.from_body(body), memory, events
+                )
+                failures = 0
+            except Exception as error:
+                failures += 1
+                revisit = min(ERROR_RETRY_SECONDS * 2 ** (failures - 1), ERROR_RETRY_CAP_SECONDS)
+                logger.warning(
+                    "%s/%s: visit failed (%s); trying again in %.0fs",
+                    body.metadata.namespace,
+                    body.metadata.name,
+                    type(error).__name__,
+                    revisit,
+                )
+            wait = _jittered(resync) if revisit is None else min(revisit, _jittered(resync))
+            await _until_rung(memory.doorbell, stopped, wait)
+
+    @kopf.on.event(*RESOURCE, registry=registry)
+    def notice(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        # The operator's own status writes change neither: they do not wake anyone.
+        reconciler: Reconciler = memo["reconciler"]
+        seen = (body.metadata.get("generation"), dict(body.metadata.annotations))
+        memory = reconciler.memory_of(uid)
+        if memory.seen != seen:
+            memory.seen = seen
+            memory.doorbell.set()
 
     @kopf.on.delete(*RESOURCE, registry=registry)
-    async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        reconciler = memo["reconciler"]
+    async def finalize(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        reconciler: Reconciler = memo["reconciler"]
         delay = await reconciler.finalize(
-            GPUClusterObject.from_body(body), _object_memory(memo), _events_for(body)
+            GPUClusterObject.from_body(body), reconciler.memory_of(uid), _events_for(body)
         )
         if delay is not None:
             raise kopf.TemporaryError(DELETION_WAIT_MESSAGE, delay=delay)
@@ -114,7 +150,9 @@ def _build_reconciler(settings: OperatorSettings) -> Reconciler:
             base_url=settings.together_base_url,
             timeout=settings.request_timeout_seconds,
             observer=metrics.observe_request,
+            max_in_flight=settings.max_concurrent_requests,
         )
 
     fleet = Fleet(client_for, PollPolicy(settings.fast_poll_seconds, settings.slow_poll_seconds))
-    return Reconciler(KubeApi(load_api_client()), fleet, settings, metrics)
+    kube = KubeApi(load_api_client(), max_in_flight=settings.max_concurrent_requests)
+    return Reconciler(kube, fleet, settings, metrics)

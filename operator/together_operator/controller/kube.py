@@ -3,18 +3,34 @@
 The official client is synchronous; each call runs in a worker thread so that the event loop
 (and every other GPUCluster) keeps going. Writes that must land *before* a Together call —
 the create intent — are made here, synchronously confirmed, not deferred to kopf's patch.
+
+Calls queue behind a concurrency limit, and an API server that sheds load (429 from API
+Priority and Fairness, which throttles a ServiceAccount where it would not an admin) or
+fails for a moment (5xx) is answered by waiting as long as it asks, a few times, before the
+error reaches the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
+from together_operator.together.backoff import Backoff, BackoffPolicy
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+#: How often one call is tried when the API server sheds load or fails for a moment.
+ATTEMPTS = 5
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+_BACKOFF = BackoffPolicy(base=0.5, cap=10.0, jitter=0.5)
 
 
 def load_api_client() -> Any:
@@ -26,16 +42,40 @@ def load_api_client() -> Any:
     return client.ApiClient()
 
 
+def _retry_after(error: ApiException) -> float | None:
+    value = (error.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 class KubeApi:
     """Async wrappers around the calls the controller needs."""
 
-    def __init__(self, api_client: Any) -> None:
+    def __init__(self, api_client: Any, *, max_in_flight: int | None = None) -> None:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        backoff = Backoff(_BACKOFF)
+        while True:
+            try:
+                async with self._in_flight or contextlib.nullcontext():
+                    return await asyncio.to_thread(function, *args)
+            except ApiException as error:
+                if error.status not in _RETRIED_STATUSES or backoff.failures + 1 >= ATTEMPTS:
+                    raise
+                delay = backoff.failed(_retry_after(error))
+                logger.info(
+                    "Kubernetes API answered %s; trying again in %.1fs", error.status, delay
+                )
+                await asyncio.sleep(delay)
 
     async def read_secret(self, namespace: str, name: str) -> Any | None:
         try:
-            return await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            return await self._call(self._core.read_namespaced_secret, name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -49,14 +89,14 @@ class KubeApi:
         return base64.b64decode(secret.data[key]).decode().strip()
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+        await self._call(self._core.create_namespaced_secret, namespace, body)
 
     async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)
+        await self._call(self._core.replace_namespaced_secret, name, namespace, body)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         try:
-            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
+            await self._call(self._core.delete_namespaced_secret, name, namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -65,7 +105,7 @@ class KubeApi:
         self, namespace: str, name: str, annotations: dict[str, str | None]
     ) -> None:
         """Merge-patch annotations on a GPUCluster (None removes one); returns once stored."""
-        await asyncio.to_thread(
+        await self._call(
             self._custom.patch_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -77,7 +117,7 @@ class KubeApi:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource of a GPUCluster."""
-        await asyncio.to_thread(
+        await self._call(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from together_operator.together.models import GPUClusterInfo
+from together_operator.together.operations import LIST_CLUSTERS
 
 
 class _ClustersByState(Collector):
@@ -66,11 +67,19 @@ class OperatorMetrics:
             ["namespace", "name", "kind"],
             registry=self.registry,
         )
+        self.last_list = Gauge(
+            "together_operator_last_list_timestamp_seconds",
+            "When a List of Together's clusters last succeeded (Unix time): the operator's "
+            "view is this fresh even while no GPUCluster status changes.",
+            registry=self.registry,
+        )
         self._states: dict[tuple[str, str], str] = {}
         self.registry.register(_ClustersByState(self._states))
 
     def observe_request(self, operation: str, code: int, seconds: float) -> None:
         self.api_latency.labels(operation, str(code)).observe(seconds)
+        if operation == LIST_CLUSTERS.id and code == 200:
+            self.last_list.set_to_current_time()
 
     def observe_cluster(self, namespace: str, name: str, cluster: GPUClusterInfo) -> None:
         self._states[(namespace, name)] = cluster.status

@@ -17,8 +17,6 @@ from together_operator.gpucluster.spec import GROUP, KIND, VERSION
 from together_operator.gpucluster.status import Verdict
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
-#: A non-healing error is retried this rarely (in case a key was fixed or capacity freed).
-STALLED_RETRY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +116,13 @@ class ObjectMemory:
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Rung when something this object depends on changed (its cluster at Together, its
+    #: spec, its kubeconfig Secret); the object's daemon waits on it between visits.
+    doorbell: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The observer this object watches through (a rotated key moves it to another).
+    observer_key: tuple[str, str | None] | None = None
+    #: (generation, annotations) of the body last seen by the event handler.
+    seen: tuple[int | None, dict[str, str]] | None = None
     cluster_id: str | None = None
     intent_at: datetime.datetime | None = None
     intent_cleared: bool = False

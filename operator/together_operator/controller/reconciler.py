@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from pydantic import ValidationError
@@ -41,7 +41,7 @@ from together_operator.gpucluster.status import Verdict
 from together_operator.settings import OperatorSettings
 from together_operator.together.backoff import BackoffPolicy
 from together_operator.together.client import cluster_or_none
-from together_operator.together.errors import RetryLater, TogetherError
+from together_operator.together.errors import InvalidResponse, RetryLater, TogetherError
 
 __all__ = [
     "CLUSTER_ID_ANNOTATION",
@@ -88,19 +88,54 @@ class Reconciler:
         backoff = BackoffPolicy(base=settings.fast_poll_seconds * 2.0, cap=300.0)
         self._reporter = Reporter(kube, metrics, backoff, self._now)
         self._kube = kube
+        self._memories: dict[str, ObjectMemory] = {}
+        fleet.wake = self.wake
 
     async def close(self) -> None:
         await self._fleet.close()
 
+    def memory_of(self, uid: str) -> ObjectMemory:
+        """What this process remembers of the GPUCluster ``uid`` (created on first use)."""
+        memory = self._memories.get(uid)
+        if memory is None:
+            memory = self._memories[uid] = ObjectMemory()
+        return memory
+
+    def wake(self, uids: Iterable[str]) -> None:
+        """Ring the doorbells of these GPUClusters: something they depend on changed."""
+        for uid in uids:
+            memory = self._memories.get(uid)
+            if memory is not None:
+                memory.doorbell.set()
+
+    def forget(self, uid: str) -> None:
+        """The GPUCluster ``uid`` is gone: drop its memory and interests."""
+        self._fleet.forget(uid)
+        self._memories.pop(uid, None)
+
     # --- reconcile -------------------------------------------------------------------------
 
-    async def reconcile(self, obj: GPUClusterObject, memory: ObjectMemory, event: EventFn) -> None:
-        """One visit: bring Together one step closer to the spec and report."""
+    async def reconcile(
+        self, obj: GPUClusterObject, memory: ObjectMemory, event: EventFn
+    ) -> float | None:
+        """One visit: bring Together one step closer to the spec and report. Returns the
+        seconds until the object must be looked at again on its own (None: only when
+        something it depends on changes)."""
+        self._memories.setdefault(obj.uid, memory)
         async with memory.lock:
             if memory.failure.generation not in (None, obj.generation):
                 memory.failure.clear()  # a new spec deserves a fresh attempt
             outcome = await self._reconcile(obj, memory, event)
             await self._reporter.report(obj, memory, outcome, event)
+            return plan.revisit_after(
+                outcome.verdict.reason,
+                backoff_remaining=memory.failure.next_action_at - time.monotonic(),
+                grace_remaining=plan.unresolved_create(
+                    recorded(obj, memory), self._now(), self._grace
+                ),
+                recheck_seconds=self._settings.credentials_ttl_seconds,
+                foreign_secret_seconds=self._settings.slow_poll_seconds,
+            )
 
     async def _reconcile(
         self, obj: GPUClusterObject, memory: ObjectMemory, event: EventFn
@@ -113,6 +148,8 @@ class Reconciler:
         observer = await self._observer(obj, spec, memory)
         if isinstance(observer, plan.Stall):
             return Outcome(Verdict.stall(observer))
+        was = recorded(obj, memory)
+        self._watch(obj, memory, spec, was, observer)
         snapshot = await observer.first_snapshot(self._settings.request_timeout_seconds)
         if snapshot is None:  # the observer backs off on its own: nothing to gate here
             if observer.error is None:
@@ -121,7 +158,6 @@ class Reconciler:
                 self._reporter.failure(obj, memory, observer.error, event, backoff=False)
             )
         synced_at = snapshot.fetched_at
-        was = recorded(obj, memory)
         try:
             observed = await self._observe(obj, memory, spec, was, observer, snapshot, fresh=False)
             action = self._plan(obj, memory, spec, was, observed)
@@ -131,7 +167,8 @@ class Reconciler:
                 )
                 action = self._plan(obj, memory, spec, was, observed)
         except TogetherError as error:
-            failed = self._reporter.failure(obj, memory, error, event, backoff=False)
+            # A failed look (a GET, or a List before a create) backs off like an action.
+            failed = self._reporter.failure(obj, memory, error, event, backoff=True)
             return Outcome(failed, synced_at=synced_at)
         try:
             cluster, verdict = await self._actions.perform(obj, memory, action, observer, event)
@@ -141,6 +178,10 @@ class Reconciler:
                 failed = Verdict.for_cluster(observed.cluster).despite(failed)
                 memory.failure.verdict = failed
             return Outcome(failed, observed.cluster, synced_at)
+        said = memory.failure.last_error
+        if verdict.sync_error is None and said is not None:
+            # No exchange this visit: the last one (which failed) is what Synced reports.
+            verdict = replace(verdict, sync_error=(Reason(said[0]), said[1]))
         if observer.error is not None:
             verdict = verdict.with_list_error(observer.error)
         cluster = cluster or observed.cluster  # waiting or stalled still shows Together's view
@@ -187,10 +228,13 @@ class Reconciler:
             if fresh:
                 snapshot = await observer.refresh()
             name = plan.desired_cluster_name(spec, obj.namespace, obj.name)
+            if snapshot.unreadable_named(name):
+                raise InvalidResponse(f"Together lists a cluster named {name!r} it cannot read")
             return plan.Observation(
                 same_name=snapshot.named(name), fresh=fresh, key_fingerprint=observer.fingerprint
             )
-        observer.track(cluster_id)
+        if cluster_id in snapshot.unreadable:
+            raise InvalidResponse(f"Together lists cluster {cluster_id} but it cannot be read")
         cluster = snapshot.clusters.get(cluster_id)
         now = time.monotonic()
         if cluster is None and plan.worth_looking_up(
@@ -201,6 +245,24 @@ class Reconciler:
             if cluster is not None:
                 observer.remember(cluster)
         return plan.Observation(cluster=cluster, fresh=fresh, key_fingerprint=observer.fingerprint)
+
+    def _watch(
+        self,
+        obj: GPUClusterObject,
+        memory: ObjectMemory,
+        spec: GPUClusterSpec,
+        was: plan.Recorded,
+        observer: FleetObserver,
+    ) -> None:
+        """Ask ``observer`` to wake this object when its cluster (or, before it has one, the
+        cluster under its name) changes; and the previous observer, after a key change, not to."""
+        key = (observer.fingerprint, observer.project_id)
+        if memory.observer_key not in (None, key):
+            self._fleet.forget(obj.uid)
+        memory.observer_key = key
+        cluster_id = plan.cluster_to_observe(spec, was)
+        name = None if cluster_id else plan.desired_cluster_name(spec, obj.namespace, obj.name)
+        observer.watch(obj.uid, cluster_id=cluster_id, cluster_name=name)
 
     async def _observer(
         self,
@@ -216,7 +278,7 @@ class Reconciler:
                 return api_key
             api_key = memory.api_key  # the Secret went first (namespace deletion, say)
         memory.api_key = api_key
-        return self._fleet.observer_for(api_key)
+        return self._fleet.observer_for(api_key, spec.project_id)
 
     # --- finalize: delete at Together (or orphan), then let the object go -------------------
 
@@ -259,6 +321,7 @@ class Reconciler:
                     event("Normal", reason, message)
                 await delete_owned_secret(self._kube, obj.owner, secret_name_for(obj.name, spec))
                 self._metrics.forget_cluster(obj.namespace, obj.name)
+                self.forget(obj.uid)
                 return None, None
             case deletion.DeleteCluster(cluster_id) | deletion.AwaitDeletion(cluster_id):
                 memory.failure.clear()

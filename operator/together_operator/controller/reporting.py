@@ -14,12 +14,8 @@ from dataclasses import dataclass
 
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.metrics import OperatorMetrics
-from together_operator.controller.objects import (
-    STALLED_RETRY_SECONDS,
-    EventFn,
-    GPUClusterObject,
-    ObjectMemory,
-)
+from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
+from together_operator.gpucluster.plan import STALLED_RETRY_SECONDS
 from together_operator.gpucluster.reasons import Reason, reason_of
 from together_operator.gpucluster.spec import GPUClusterStatus
 from together_operator.gpucluster.status import (
@@ -83,9 +79,6 @@ class Reporter:
             secret_name = obj.spec.get("kubeconfigSecretName") or f"{obj.name}-kubeconfig"
             if memory.secret.written_to == secret_name:
                 wanted.kubeconfig_secret_name = secret_name
-        if outcome.synced_at is not None:
-            synced = datetime.datetime.fromtimestamp(outcome.synced_at, datetime.UTC)
-            wanted.last_sync_time = rfc3339(synced)
         wanted.conditions = conditions_for(
             verdict,
             generation=obj.generation,
@@ -93,8 +86,13 @@ class Reporter:
             now=self._now(),
         )
         patch = status_patch(obj.status, wanted)
-        if patch:
-            await self._kube.patch_status(obj.namespace, obj.name, patch)
+        if not patch:
+            return  # nothing changed: no write, no watch event for anyone
+        if outcome.synced_at is not None:
+            # When Together's view shown here was read (written with a change, not per List).
+            synced = datetime.datetime.fromtimestamp(outcome.synced_at, datetime.UTC)
+            patch["lastSyncTime"] = rfc3339(synced)
+        await self._kube.patch_status(obj.namespace, obj.name, patch)
 
     def failure(
         self,

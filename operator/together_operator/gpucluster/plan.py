@@ -184,6 +184,39 @@ def cluster_to_observe(spec: GPUClusterSpec, recorded: Recorded) -> str | None:
     return spec.cluster_id
 
 
+#: A problem only a person can fix is looked at again this rarely, in case it was fixed
+#: somewhere that does not wake the object (a key corrected at Together, capacity freed).
+STALLED_RETRY_SECONDS = 300.0
+# Reasons whose cure does not announce itself: look again on a timer.
+_RETRIED_ON_A_TIMER = frozenset({Reason.UPDATE_NOT_APPLIED})
+_CREDENTIAL_PROBLEMS = frozenset({Reason.NO_CREDENTIALS, Reason.CREDENTIALS_NOT_FOUND})
+
+
+def revisit_after(
+    reason: Reason,
+    *,
+    backoff_remaining: float,
+    grace_remaining: datetime.timedelta | None,
+    recheck_seconds: float,
+    foreign_secret_seconds: float,
+) -> float | None:
+    """Seconds until an object must be looked at again on its own, None when only a change
+    (at Together, or in its spec) can make a difference: a backoff to wait out, an
+    unanswered create to confirm, a Secret a person may be creating or deleting right now,
+    or a stall whose cure nobody announces."""
+    if backoff_remaining > 0:
+        return backoff_remaining
+    if grace_remaining is not None:
+        return grace_remaining.total_seconds()
+    if reason in _CREDENTIAL_PROBLEMS:
+        return max(recheck_seconds, 1.0)
+    if reason == Reason.KUBECONFIG_SECRET_CONFLICT:
+        return foreign_secret_seconds
+    if reason in _RETRIED_ON_A_TIMER:
+        return STALLED_RETRY_SECONDS
+    return None
+
+
 def worth_looking_up(last_looked_at: float, now: float, interval: float) -> bool:
     """Whether a cluster missing from the List is worth a GET now: one found missing is not
     asked about again before the next slow poll (the List will show it if it comes back)."""

@@ -449,7 +449,10 @@ class GPUClusterStatus(CamelModel):
         default=None, description="When the cluster first became Ready (RFC 3339)."
     )
     last_sync_time: str | None = Field(
-        default=None, description="When the operator last read the cluster from Together."
+        default=None,
+        description="When the Together view shown in this status was read. Status is written "
+        "only when something changed, so this is the time of the latest change the operator "
+        "saw, not of its latest poll (see the operator's metrics for that).",
     )
     conditions: list[Condition] | None = Field(
         default=None, description="Ready, Synced, Reconciling and Stalled."

@@ -9,6 +9,7 @@ its answer is lost the client raises :class:`AmbiguousCreate` and the caller lis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import time
@@ -32,12 +33,14 @@ from together_operator.together.errors import (
     error_for_status,
 )
 from together_operator.together.models import (
+    ClusterListing,
     GPUClusterCreateRequest,
     GPUClusterDeleteResponse,
     GPUClusterInfo,
     GPUClusters,
     GPUClusterUpdateRequest,
     RegionListResponse,
+    UnreadableCluster,
 )
 
 DEFAULT_BASE_URL = "https://api.together.ai"
@@ -86,6 +89,25 @@ def _parse(model: type[Model], body: Any) -> Model:
         ) from None
 
 
+def _read_listing(body: Any) -> ClusterListing:
+    entries = body.get("clusters") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidResponse("Together's answer does not fit GPUClusters (at clusters)")
+    listing = ClusterListing()
+    for entry in entries:
+        try:
+            listing.clusters.append(GPUClusterInfo.model_validate(entry))
+        except ValidationError:
+            named = entry if isinstance(entry, dict) else {}
+            listing.unreadable.append(
+                UnreadableCluster(
+                    cluster_id=str(named.get("cluster_id") or ""),
+                    cluster_name=str(named.get("cluster_name") or ""),
+                )
+            )
+    return listing
+
+
 def _error_message(response: httpx.Response) -> str:
     """Together's message from either error shape, else a short generic description."""
     try:
@@ -117,6 +139,7 @@ class TogetherClient:
         transport: httpx.AsyncBaseTransport | None = None,
         observer: RequestObserver | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_in_flight: int | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/v1",
@@ -127,6 +150,9 @@ class TogetherClient:
         self._retry = retry or RetryPolicy()
         self._observer = observer
         self._sleep = sleep
+        # Under a burst (a thousand GPUClusters applied at once), requests queue here rather
+        # than all at once at Together; a retry's sleep does not hold a place.
+        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -140,6 +166,15 @@ class TogetherClient:
         params = {"projectId": project_id} if project_id else None
         body = await self._call(operations.LIST_CLUSTERS, params=params)
         return _parse(GPUClusters, body).clusters
+
+    async def cluster_listing(self, project_id: str | None = None) -> ClusterListing:
+        """A tolerant List: an entry that does not fit the wire model is set aside (named by
+        what can be read of it) instead of making every cluster of the account unreadable.
+        The answer is read in a worker thread, so that a List of a thousand clusters does not
+        hold up the event loop."""
+        params = {"projectId": project_id} if project_id else None
+        body = await self._call(operations.LIST_CLUSTERS, params=params)
+        return await asyncio.to_thread(_read_listing, body)
 
     async def get_cluster(self, cluster_id: str) -> GPUClusterInfo:
         body = await self._call(operations.GET_CLUSTER, cluster_id=cluster_id)
@@ -202,6 +237,17 @@ class TogetherClient:
                 await self._sleep(backoff.failed(retry_after))
 
     async def _exchange(
+        self,
+        operation: operations.Operation,
+        path: str,
+        idempotent: bool,
+        params: dict[str, str] | None,
+        json: Any,
+    ) -> Any:
+        async with self._in_flight or contextlib.nullcontext():
+            return await self._exchange_now(operation, path, idempotent, params, json)
+
+    async def _exchange_now(
         self,
         operation: operations.Operation,
         path: str,

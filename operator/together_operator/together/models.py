@@ -515,3 +515,20 @@ class RegionListResponse(WireModel):
     """The body of `GET /v1/compute/regions`."""
 
     regions: list[Region] = Field(default_factory=list)
+
+
+# --- a List, read tolerantly ----------------------------------------------------------------
+
+
+class UnreadableCluster(WireModel):
+    """An entry of a List that does not fit ``GPUClusterInfo``, named as far as it can be."""
+
+    cluster_id: str = ""
+    cluster_name: str = ""
+
+
+class ClusterListing(WireModel):
+    """A List: the clusters that could be read, and the entries set aside."""
+
+    clusters: list[GPUClusterInfo] = Field(default_factory=list)
+    unreadable: list[UnreadableCluster] = Field(default_factory=list)
