@@ -211,6 +211,14 @@ def simulator(
 )
 @click.option("--all-namespaces", is_flag=True, help="Watch every namespace (the default).")
 @click.option(
+    "--adoption-namespace",
+    "adoption_namespaces",
+    multiple=True,
+    help="Allow GPUClusters in this namespace ('*': all) to adopt an existing cluster with "
+    "the operator's own key (repeatable) [env TOGETHER_OPERATOR_ADOPTION_NAMESPACES, "
+    "comma-separated; default none].",
+)
+@click.option(
     "--together-base-url",
     envvar="TOGETHER_BASE_URL",
     default=None,
@@ -249,6 +257,7 @@ def simulator(
 def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
+    adoption_namespaces: tuple[str, ...],
     together_base_url: str | None,
     fast_poll_seconds: float | None,
     slow_poll_seconds: float | None,
@@ -268,6 +277,7 @@ def run(
         "slow_poll_seconds": slow_poll_seconds,
         "log_format": log_format,
         "metrics_port": metrics_port,
+        "adoption_namespaces": list(adoption_namespaces) or None,
     }
     settings = OperatorSettings(
         namespaces=list(namespaces),

@@ -6,10 +6,10 @@ Nothing else in the package reads the environment for operator behaviour; the CL
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from together_operator.together.client import DEFAULT_BASE_URL
 
@@ -31,6 +31,14 @@ class OperatorSettings(BaseSettings):
     )
     namespaces: list[str] = Field(
         default_factory=list, description="Namespaces to watch; empty means all namespaces."
+    )
+    adoption_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="TOGETHER_OPERATOR_ADOPTION_NAMESPACES",
+        description="Namespaces whose GPUClusters may adopt an existing cluster "
+        "(spec.clusterId) with the operator's own API key; '*' for all. Off by default: with "
+        "a shared key, adoption would hand any namespace any cluster of the account. An "
+        "object with its own key (spec.credentialsSecretRef) may always adopt from its account.",
     )
     fast_poll_seconds: float = Field(
         default=5.0,
@@ -88,3 +96,11 @@ class OperatorSettings(BaseSettings):
         validation_alias="TOGETHER_OPERATOR_METRICS_PORT",
         description="Serve Prometheus metrics on this port (none when unset).",
     )
+
+    @field_validator("adoption_namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # From the environment a list is "team-a,team-b"; from flags it is a list already.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

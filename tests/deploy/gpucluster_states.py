@@ -13,7 +13,6 @@ import datetime
 from typing import Any
 
 from tests.factories import cluster_info, spec_fields
-from together_operator.controller.records import CLUSTER_ID_ANNOTATION
 from together_operator.gpucluster import plan
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import FINALIZER, GROUP, VERSION, GPUClusterSpec
@@ -21,7 +20,7 @@ from together_operator.gpucluster.status import Verdict, conditions_for, mirror_
 from together_operator.together.errors import RateLimited, TogetherError, Unauthorized
 from together_operator.together.models import ClusterStatus, GPUClusterInfo
 
-NAMESPACE, NAME = "ml", "training"
+NAMESPACE, NAME, UID = "ml", "training", "5a1f3c9e-0000-4000-8000-000000000001"
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 SPEC: dict[str, Any] = spec_fields()
 
@@ -32,7 +31,9 @@ def together_cluster(status: str, **fields: Any) -> GPUClusterInfo:
     return cluster_info(
         **{
             "cluster_id": "c-0001",
-            "cluster_name": f"{NAMESPACE}-{NAME}",
+            "cluster_name": plan.desired_cluster_name(
+                GPUClusterSpec.model_validate(SPEC), plan.Incarnation(NAMESPACE, NAME, UID)
+            ),
             "status": status,
             "phase_transitions": queued,
             **fields,
@@ -59,13 +60,13 @@ def gpucluster(
     metadata: dict[str, Any] = {
         "name": NAME,
         "namespace": NAMESPACE,
-        "uid": "5a1f3c9e-0000-4000-8000-000000000001",
+        "uid": UID,
         "generation": generation,
         "finalizers": [FINALIZER],
         "creationTimestamp": rfc3339(NOW - datetime.timedelta(hours=1)),
     }
     if cluster is not None:
-        metadata["annotations"] = {CLUSTER_ID_ANNOTATION: cluster.cluster_id}
+        status["ownership"] = {"uid": UID, "keyFingerprint": "0123456789ab"}
     if deleting:
         metadata["deletionTimestamp"] = rfc3339(NOW)
     return {
@@ -99,8 +100,7 @@ def plan_for(
 ) -> plan.Action:
     return plan.plan_action(
         GPUClusterSpec.model_validate(spec),
-        namespace=NAMESPACE,
-        name=NAME,
+        who=plan.Incarnation(NAMESPACE, NAME, UID),
         recorded=plan.Recorded(cluster_id=cluster_id),
         observed=observed,
         now=NOW,
@@ -120,7 +120,7 @@ def all_states() -> dict[str, dict[str, Any]]:
     scaling = plan_for(scaled_spec, plan.Observation(cluster=ready), ready.cluster_id)
     twins = [together_cluster(ClusterStatus.READY, cluster_id=f"c-000{i}") for i in (1, 2)]
     ambiguous = plan_for(SPEC, plan.Observation(same_name=twins, fresh=True), None)
-    taken = plan_for(SPEC, plan.Observation(same_name=twins[:1], fresh=True), None)
+    refused = plan_for({**SPEC, "clusterId": "c-0009"}, plan.Observation(), None)
     unauthorized = Unauthorized("invalid API key", status=401, operation="listClusters")
     limited = RateLimited("too many requests", status=429, retry_after=30, operation="listClusters")
     deleting = Verdict.progressing(Reason.DELETING, "waiting for Together to finish deleting")
@@ -131,7 +131,7 @@ def all_states() -> dict[str, dict[str, Any]]:
         "degraded": gpucluster(Verdict.for_cluster(degraded), degraded),
         "stalled-unauthorized": gpucluster(error_verdict(unauthorized), None),
         "stalled-ambiguous-name": gpucluster(planned_verdict(ambiguous), None),
-        "stalled-name-taken": gpucluster(planned_verdict(taken), None),
+        "stalled-adoption-refused": gpucluster(planned_verdict(refused), None),
         "rate-limited": gpucluster(error_verdict(limited, ready), ready),
         "deleting": gpucluster(deleting, going, deleting=True),
         "deleting-blocked": gpucluster(error_verdict(unauthorized), going, deleting=True),

@@ -38,7 +38,10 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "degraded": ("Degraded", describe(STATES["degraded"], "Stalled")),
     "stalled-unauthorized": ("Degraded", describe(STATES["stalled-unauthorized"], "Stalled")),
     "stalled-ambiguous-name": ("Degraded", describe(STATES["stalled-ambiguous-name"], "Stalled")),
-    "stalled-name-taken": ("Degraded", describe(STATES["stalled-name-taken"], "Stalled")),
+    "stalled-adoption-refused": (
+        "Degraded",
+        describe(STATES["stalled-adoption-refused"], "Stalled"),
+    ),
     "rate-limited": ("Progressing", describe(STATES["rate-limited"], "Reconciling")),
     "deleting": ("Progressing", "Deleting: waiting for Together to finish deleting"),
     "deleting-blocked": (

@@ -22,7 +22,7 @@ EXPECTED = {
     "degraded": "Failed",
     "stalled-unauthorized": "Failed",
     "stalled-ambiguous-name": "Failed",
-    "stalled-name-taken": "Failed",
+    "stalled-adoption-refused": "Failed",
     "rate-limited": "InProgress",
     "deleting": "Terminating",
     "deleting-blocked": "Terminating",

@@ -33,6 +33,7 @@ from together_operator.gpucluster.crd import crd_manifest
 from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
 from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
+from together_operator.simulator.state import ClusterSummary
 
 API_KEY = "sim-test-key-7f3a9c"  # distinctive, so leak scans can find it
 TENANT_USER = "tenant-admin"
@@ -49,6 +50,15 @@ class Simulator:
     @property
     def base_url(self) -> str:
         return self.running.base_url
+
+    def clusters_for(self, base: str) -> list[ClusterSummary]:
+        """Every cluster (deleted ones included) created under ``base`` — the spec's
+        clusterName or ``<namespace>-<name>`` — whatever the incarnation's tag after it."""
+        return [
+            row
+            for row in self.admin.clusters()
+            if row.cluster.cluster_name.rpartition("-")[0] == base
+        ]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import pytest
 
 from tests.integration.conftest import GPUClusters, OperatorProcess, Simulator
 from tests.support import wait_for
-from together_operator.controller.reconciler import INTENT_ANNOTATION
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +70,7 @@ def test_out_of_stock_is_retried_with_backoff_and_recovers(
     finally:
         simulator.admin.set_stock(region, gpu_type, gpus=256)
     gpuclusters.wait_condition(namespace, "nostock", "Ready", "True", timeout=60)
-    assert len(simulator.admin.clusters_named(f"{namespace}-nostock")) == 1
+    assert len(simulator.clusters_for(f"{namespace}-nostock")) == 1
     gpuclusters.delete_and_wait(namespace, "nostock")
 
 
@@ -87,7 +86,7 @@ def test_rate_limit_honours_retry_after_then_recovers(
     assert calls_during(simulator, "GPUClusterService_Create", 2.0) == 0
     gpuclusters.wait_condition(namespace, "limited", "Ready", "True", timeout=30)
     assert simulator.admin.request_count("GPUClusterService_Create") - creates_before == 2
-    assert len(simulator.admin.clusters_named(f"{namespace}-limited")) == 1
+    assert len(simulator.clusters_for(f"{namespace}-limited")) == 1
     gpuclusters.delete_and_wait(namespace, "limited")
 
 
@@ -101,7 +100,7 @@ def test_burst_of_server_errors_is_survived_without_doubling(
     gpuclusters.wait_condition(namespace, "bursty", "Synced", "False", reason="TogetherUnavailable")
     simulator.admin.fail(503, "GPUClusterService_List", count=3, retry_after=0.5)
     gpuclusters.wait_condition(namespace, "bursty", "Ready", "True", timeout=60)
-    assert len(simulator.admin.clusters_named(f"{namespace}-bursty")) == 1
+    assert len(simulator.clusters_for(f"{namespace}-bursty")) == 1
     synced = gpuclusters.condition(namespace, "bursty", "Synced")
     assert synced is not None
     assert synced["status"] == "True"
@@ -114,11 +113,11 @@ def test_ambiguous_create_is_adopted_not_repeated(
     simulator.admin.drop("GPUClusterService_Create", 1)
     gpuclusters.create(namespace, "dropped")
     gpuclusters.wait_condition(namespace, "dropped", "Ready", "True", timeout=60)
-    [only] = simulator.admin.clusters_named(f"{namespace}-dropped")
+    [only] = simulator.clusters_for(f"{namespace}-dropped")
     obj = gpuclusters.get(namespace, "dropped")
     assert obj is not None
     assert obj["status"]["clusterId"] == only.cluster.cluster_id
-    assert INTENT_ANNOTATION not in obj["metadata"].get("annotations", {})
+    assert "createIntentAt" not in obj["status"]["ownership"]
     assert "Adopted" in {e.reason for e in gpuclusters.events(namespace, "dropped")}
     gpuclusters.delete_and_wait(namespace, "dropped")
 
@@ -134,7 +133,7 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
 
     def intent_recorded() -> Any:
         obj = gpuclusters.get(namespace, "crashy") or {}
-        return (obj.get("metadata", {}).get("annotations") or {}).get(INTENT_ANNOTATION)
+        return (obj.get("status", {}).get("ownership") or {}).get("createIntentAt")
 
     wait_for(intent_recorded, timeout=20, what="the create intent to be recorded")
     time.sleep(0.5)  # the POST is now on the wire
@@ -144,14 +143,14 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
         assert obj is not None
         assert "clusterId" not in obj.get("status", {})  # nothing was saved after the POST
         wait_for(
-            lambda: simulator.admin.clusters_named(f"{namespace}-crashy"),
+            lambda: simulator.clusters_for(f"{namespace}-crashy"),
             timeout=10,
             what="Together to commit the in-flight create",
         )
     finally:
         operator.start()
     gpuclusters.wait_condition(namespace, "crashy", "Ready", "True", timeout=60)
-    assert len(simulator.admin.clusters_named(f"{namespace}-crashy")) == 1
+    assert len(simulator.clusters_for(f"{namespace}-crashy")) == 1
     # The killed operator's request finishes at Together 3 s after it was sent; count it.
     wait_for(
         lambda: simulator.admin.request_count("GPUClusterService_Create") > creates_before,
@@ -179,5 +178,5 @@ def test_stuck_deletion_is_released_by_switching_to_orphan(
         timeout=40,
         what="the orphaned GPUCluster to be released",
     )
-    [kept] = simulator.admin.clusters_named(f"{namespace}-stuck")
+    [kept] = simulator.clusters_for(f"{namespace}-stuck")
     assert kept.deleted is False

@@ -41,7 +41,7 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
     obj = gpuclusters.get(namespace, "train")
     assert obj is not None
     status = obj["status"]
-    [at_together] = simulator.admin.clusters_named(f"{namespace}-train")
+    [at_together] = simulator.clusters_for(f"{namespace}-train")
     cluster = at_together.cluster
     assert status["clusterId"] == cluster.cluster_id
     assert status["state"] == "Ready"
@@ -80,7 +80,7 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
     assert {"Creating", "Created", "PhaseChanged", "KubeconfigWritten"} <= reasons
 
     gpuclusters.delete_and_wait(namespace, "train")
-    [after] = simulator.admin.clusters_named(f"{namespace}-train")
+    [after] = simulator.clusters_for(f"{namespace}-train")
     assert after.deleted is True
     assert _secret_or_none(gpuclusters, namespace, "train-kubeconfig") is None
 
@@ -148,7 +148,7 @@ def test_orphan_policy_releases_the_object_and_keeps_the_cluster(
     gpuclusters.create(namespace, "keep", deletionPolicy="Orphan")
     gpuclusters.wait_condition(namespace, "keep", "Ready", "True")
     gpuclusters.delete_and_wait(namespace, "keep")
-    [kept] = simulator.admin.clusters_named(f"{namespace}-keep")
+    [kept] = simulator.clusters_for(f"{namespace}-keep")
     assert kept.deleted is False
     assert kept.cluster.status == "Ready"
 
@@ -176,14 +176,25 @@ def test_adoption_through_spec_cluster_id_creates_nothing(
         timeout=10,
     ).json()
     creates_before = simulator.admin.request_count("GPUClusterService_Create")
-
-    gpuclusters.create(namespace, "adopted", clusterId=created["cluster_id"], clusterName=name)
+    # With its own key a GPUCluster may adopt from its own account (with the operator's
+    # shared key only where the operator allows it: see test_ownership).
+    gpuclusters.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "own-key"}, "stringData": {"apiKey": API_KEY}}
+    )
+    gpuclusters.create(
+        namespace,
+        "adopted",
+        clusterId=created["cluster_id"],
+        clusterName=name,
+        credentialsSecretRef={"name": "own-key"},
+    )
     gpuclusters.wait_condition(namespace, "adopted", "Ready", "True")
     obj = gpuclusters.get(namespace, "adopted")
     assert obj is not None
     assert obj["status"]["clusterId"] == created["cluster_id"]
     assert simulator.admin.request_count("GPUClusterService_Create") == creates_before
     assert len(simulator.admin.clusters_named(name)) == 1
+    assert obj["status"]["ownership"]["adopted"] is True
 
     # clusterId may be set once: changing it is refused by the API server.
     from kubernetes.client.rest import ApiException
@@ -234,7 +245,7 @@ def test_cluster_id_added_later_cannot_take_over_from_the_created_cluster(
     # Deleting it now must not delete someone else's cluster, nor leak its own.
     gpuclusters.delete(namespace, "first")
     gpuclusters.wait_condition(namespace, "first", "Stalled", "True", reason="ClusterIdConflict")
-    [second] = simulator.admin.clusters_named(f"{namespace}-second")
+    [second] = simulator.clusters_for(f"{namespace}-second")
     assert second.deleted is False
     gpuclusters.patch_spec(namespace, "first", {"deletionPolicy": "Orphan"})
     wait_for(

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 from pydantic import SecretStr
 
 from tests.support import wait_for_async
@@ -25,7 +27,6 @@ from together_operator.controller.fleet import Fleet, PollPolicy
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.reconciler import (
-    CLUSTER_ID_ANNOTATION,
     GPUClusterObject,
     ObjectMemory,
     Reconciler,
@@ -129,12 +130,25 @@ class KubeWrite:
     body: Mapping[str, Any]
 
 
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386): nested objects merge, null removes."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
 class FakeKube(KubeApi):
     """Holds one namespace's GPUCluster annotations and status, and its Secrets; logs writes."""
 
     def __init__(self) -> None:  # no API client: nothing here talks to a server
         self.annotations: dict[tuple[str, str], dict[str, str]] = {}
         self.status: dict[tuple[str, str], dict[str, Any]] = {}
+        #: The resourceVersion of each object: every write moves it on.
+        self.versions: dict[tuple[str, str], int] = {}
         self.secrets: dict[tuple[str, str], StoredSecret] = {}
         self.writes: list[KubeWrite] = []
         #: Called with every write as it happens (to look at Together at that moment).
@@ -195,15 +209,21 @@ class FakeKube(KubeApi):
                 stored.pop(key, None)
             else:
                 stored[key] = value
+        self.versions[(namespace, name)] = self.versions.get((namespace, name), 0) + 1
         await self._log("patch_annotations", annotations)
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        stored = self.status.setdefault((namespace, name), {})
-        for key, value in status.items():  # a JSON merge patch, one level deep
-            if value is None:
-                stored.pop(key, None)
-            else:
-                stored[key] = value
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        key = (namespace, name)
+        if resource_version is not None and resource_version != str(self.versions.get(key, 0)):
+            raise ApiException(status=409, reason="Conflict")
+        _merge(self.status.setdefault(key, {}), status)
+        self.versions[key] = self.versions.get(key, 0) + 1
         await self._log("patch_status", status)
 
     def gpucluster(
@@ -216,9 +236,15 @@ class FakeKube(KubeApi):
             uid=UID,
             generation=generation,
             spec=dict(spec),
-            status=dict(self.status.get((namespace, NAME), {})),
+            status=copy.deepcopy(self.status.get((namespace, NAME), {})),
             annotations=dict(self.annotations.get((namespace, NAME), {})),
+            resource_version=str(self.versions.get((namespace, NAME), 0)),
         )
+
+    def records(self, namespace: str = NAMESPACE) -> dict[str, Any]:
+        """status.ownership as stored."""
+        ownership: dict[str, Any] = self.status.get((namespace, NAME), {}).get("ownership", {})
+        return ownership
 
 
 # --- the reconciler, wired to both -----------------------------------------------------------
@@ -316,7 +342,7 @@ class Harness:
     async def create_ready_cluster(self) -> str:
         """Let the reconciler create the cluster, then bring it to Ready; its ID."""
         await self.visit()
-        cluster_id = self.annotations()[CLUSTER_ID_ANNOTATION]
+        cluster_id: str = self.status()["clusterId"]
         self.sim.advance(TO_READY_SECONDS)
         await self.fresh_list()
         await self.visit()

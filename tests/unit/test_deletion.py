@@ -13,6 +13,7 @@ from together_operator.together.models import GPUClusterInfo
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 GRACE = datetime.timedelta(seconds=60)
 KEY = "fp-key"
+WHO = plan.Incarnation("team-a", "train", "uid-0001", NOW - datetime.timedelta(days=1))
 
 
 def spec(**overrides: Any) -> GPUClusterSpec:
@@ -28,9 +29,16 @@ def decide(
     recorded: plan.Recorded,
     observed: plan.Observation | None = None,
     now: datetime.datetime = NOW,
+    rivals: plan.Rivals | None = None,
 ) -> deletion.DeletionAction:
     return deletion.plan_deletion(
-        desired, recorded=recorded, observed=observed, now=now, intent_grace=GRACE
+        desired,
+        who=WHO,
+        recorded=recorded,
+        observed=observed,
+        now=now,
+        intent_grace=GRACE,
+        rivals=rivals,
     )
 
 
@@ -105,3 +113,27 @@ def test_a_later_cluster_id_cannot_redirect_the_deletion() -> None:
     action = decide(spec(clusterId="c-2"), plan.Recorded("c-1"))
     assert isinstance(action, plan.Stall)
     assert action.reason == "ClusterIdConflict"
+
+
+def test_after_its_own_accepted_delete_a_404_is_proof_whatever_the_key() -> None:
+    # The key was rotated (or the Secret replaced) after Together accepted the DELETE.
+    recorded = plan.Recorded("c-1", key_fingerprint="the-old-key", delete_accepted=True)
+    action = decide(spec(), recorded, looked_at(None))
+    assert isinstance(action, deletion.Release)
+    assert action.reason == "Deleted"
+
+
+def test_a_spec_cluster_id_never_adopted_is_left_alone() -> None:
+    action = decide(spec(clusterId="c-7"), plan.Recorded())
+    assert isinstance(action, deletion.Release)
+    assert action.reason is None
+
+
+def test_a_cluster_another_object_prevails_on_is_not_deleted() -> None:
+    theirs = cluster("c-1")  # its name carries no tag of this object; the rival is older
+    rival = plan.Rivals(claims=(plan.Claim("uid-older", NOW - datetime.timedelta(days=9), True),))
+    action = decide(
+        spec(), plan.Recorded("c-1", key_fingerprint=KEY), looked_at(theirs), rivals=rival
+    )
+    assert isinstance(action, deletion.Release)
+    assert action.reason is None

@@ -15,6 +15,8 @@ from together_operator.together.models import GPUClusterInfo
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 GRACE = datetime.timedelta(seconds=60)
+WHO = plan.Incarnation("team-a", "train", "uid-0001", NOW - datetime.timedelta(days=1))
+OWN_NAME = f"team-a-train-{plan.incarnation_tag('uid-0001')}"
 
 
 def spec(**overrides: Any) -> GPUClusterSpec:
@@ -31,25 +33,43 @@ def decide(
     recorded: plan.Recorded | None = None,
     observed: plan.Observation | None = None,
     attempts: plan.Attempts | None = None,
+    rivals: plan.Rivals | None = None,
+    adoption_allowed: bool = False,
+    now: datetime.datetime = NOW,
 ) -> plan.Action:
     return plan.plan_action(
         desired,
-        namespace="team-a",
-        name="train",
+        who=WHO,
         recorded=recorded or plan.Recorded(),
         observed=observed or plan.Observation(fresh=True),
-        now=NOW,
+        now=now,
         intent_grace=GRACE,
         attempts=attempts,
+        rivals=rivals,
+        adoption_allowed=adoption_allowed,
     )
 
 
-def test_nothing_exists_creates_with_the_deterministic_name() -> None:
+def test_nothing_exists_creates_under_a_name_only_this_incarnation_produces() -> None:
     action = decide(spec())
     assert isinstance(action, plan.Create)
-    assert action.request.cluster_name == "team-a-train"
+    assert action.request.cluster_name == OWN_NAME
+    twin = plan.Incarnation("team-a", "train", "uid-0002")  # deleted and applied again
+    assert plan.desired_cluster_name(spec(), twin) != OWN_NAME
+    # a-b/c and a/b-c shared the old default name; their tags tell them apart now.
+    first = plan.desired_cluster_name(spec(), plan.Incarnation("a-b", "c", "uid-x"))
+    second = plan.desired_cluster_name(spec(), plan.Incarnation("a", "b-c", "uid-y"))
+    assert first != second
+    assert plan.name_tag(OWN_NAME) == WHO.tag
+    assert plan.name_tag("team-a-train") is None
     assert action.request.num_gpus == 16
     assert action.request.billing_type == "ON_DEMAND"
+
+
+def test_a_long_cluster_name_keeps_its_tag() -> None:
+    name = plan.desired_cluster_name(spec(clusterName="x" * 63), WHO)
+    assert len(name) == plan.BASE_LENGTH + 1 + plan.TAG_LENGTH
+    assert name.endswith(WHO.tag)
 
 
 def test_create_request_leaves_operator_fields_out() -> None:
@@ -71,10 +91,18 @@ def test_create_request_leaves_operator_fields_out() -> None:
 
 def test_restart_after_post_adopts_instead_of_creating() -> None:
     recorded = plan.Recorded(create_intent_at=NOW - datetime.timedelta(seconds=5))
-    found = cluster(status="WaitingForControlPlaneNodes")
+    found = cluster(status="WaitingForControlPlaneNodes", cluster_name=OWN_NAME)
     action = decide(spec(), recorded=recorded, observed=plan.Observation(same_name=[found]))
     assert isinstance(action, plan.Adopt)
     assert action.cluster.cluster_id == "c-1"
+    assert not action.by_spec
+
+
+def test_a_cluster_under_the_objects_own_name_is_its_own_even_without_an_intent() -> None:
+    # The intent record was lost (status wiped, say): the name alone proves the creator.
+    found = cluster(cluster_name=OWN_NAME)
+    action = decide(spec(), observed=plan.Observation(same_name=[found]))
+    assert isinstance(action, plan.Adopt)
 
 
 def test_recent_unanswered_create_waits_instead_of_posting_again() -> None:
@@ -99,13 +127,6 @@ def test_two_clusters_with_our_name_stall_with_instructions() -> None:
     assert "spec.clusterId" in action.message
 
 
-def test_foreign_cluster_with_our_name_is_not_adopted_silently() -> None:
-    action = decide(spec(), observed=plan.Observation(same_name=[cluster()]))
-    assert isinstance(action, plan.Stall)
-    assert action.reason == "ClusterNameTaken"
-    assert "spec.clusterId: c-1" in action.message
-
-
 def test_a_deleting_namesake_does_not_block_creation() -> None:
     deleting = [cluster(status="Deleting")]
     action = decide(spec(), observed=plan.Observation(same_name=deleting, fresh=True))
@@ -115,8 +136,8 @@ def test_a_deleting_namesake_does_not_block_creation() -> None:
 def test_a_create_is_never_decided_on_a_cached_list() -> None:
     assert isinstance(decide(spec(), observed=plan.Observation(fresh=False)), plan.LookAgain)
     # ... while everything that is not a create is decided on the cached list as it is.
-    taken = plan.Observation(same_name=[cluster()], fresh=False)
-    assert isinstance(decide(spec(), observed=taken), plan.Stall)
+    found = plan.Observation(same_name=[cluster(cluster_name=OWN_NAME)], fresh=False)
+    assert isinstance(decide(spec(), observed=found), plan.Adopt)
 
 
 def test_the_grace_rule_is_one_rule() -> None:
@@ -152,13 +173,17 @@ def test_an_update_accepted_again_and_again_without_effect_stalls() -> None:
     known = {"recorded": plan.Recorded("c-1"), "observed": plan.Observation(cluster=cluster())}
     update = decide(spec(numGpus=24), **known)  # type: ignore[arg-type]
     assert isinstance(update, plan.Update)
-    twice = plan.Attempts(accepted_updates={update.body: plan.MAX_IDENTICAL_UPDATES - 1})
+    twice = plan.Attempts(accepted_updates={update.body: (plan.MAX_IDENTICAL_UPDATES - 1, NOW)})
     assert isinstance(decide(spec(numGpus=24), attempts=twice, **known), plan.Update)  # type: ignore[arg-type]
-    limit = plan.Attempts(accepted_updates={update.body: plan.MAX_IDENTICAL_UPDATES})
+    limit = plan.Attempts(accepted_updates={update.body: (plan.MAX_IDENTICAL_UPDATES, NOW)})
     stalled = decide(spec(numGpus=24), attempts=limit, **known)  # type: ignore[arg-type]
     assert isinstance(stalled, plan.Stall)
     assert stalled.reason == "UpdateNotApplied"
     assert "numGpus" in stalled.message
+    # Not for good: after a while the same update is tried once more (capacity may be back).
+    later = NOW + datetime.timedelta(seconds=plan.STALLED_RETRY_SECONDS)
+    again = decide(spec(numGpus=24), attempts=limit, now=later, **known)  # type: ignore[arg-type]
+    assert isinstance(again, plan.Update)
 
 
 def test_a_missing_cluster_asked_with_another_key_is_not_called_gone() -> None:
@@ -216,16 +241,108 @@ def test_cluster_gone_behind_our_back_stalls() -> None:
     assert action.reason == "ClusterGone"
 
 
-def test_adoption_of_unknown_id_says_so() -> None:
-    action = decide(spec(clusterId="nope"), observed=plan.Observation())
+def adopt(
+    cluster_state: GPUClusterInfo | None,
+    rivals: plan.Rivals | None = None,
+    allowed: bool = True,
+) -> plan.Action:
+    return decide(
+        spec(clusterId="c-1"),
+        observed=plan.Observation(cluster=cluster_state),
+        rivals=rivals,
+        adoption_allowed=allowed,
+    )
+
+
+def test_adoption_records_an_unclaimed_cluster_then_manages_it() -> None:
+    action = adopt(cluster())
+    assert isinstance(action, plan.Adopt)
+    assert action.by_spec
+    managed = decide(
+        spec(clusterId="c-1", numGpus=8),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=cluster()),
+    )
+    assert isinstance(managed, plan.Update)
+
+
+def test_adoption_with_the_shared_key_needs_the_operators_permission() -> None:
+    action = adopt(cluster(), allowed=False)
     assert isinstance(action, plan.Stall)
-    assert action.reason == "ClusterNotFound"
+    assert action.reason == "AdoptionNotAllowed"
+    assert "c-1" not in action.message  # nothing about the cluster itself
 
 
-def test_adoption_by_spec_cluster_id_updates_to_the_spec() -> None:
-    action = decide(spec(clusterId="c-1", numGpus=8), observed=plan.Observation(cluster=cluster()))
-    assert isinstance(action, plan.Update)
-    assert action.cluster_id == "c-1"
+def other(uid: str, *, recorded: bool, age_days: int = 2) -> plan.Claim:
+    return plan.Claim(uid, NOW - datetime.timedelta(days=age_days), recorded)
+
+
+@pytest.mark.parametrize(
+    ("found", "rivals"),
+    [
+        (None, None),  # not there for this key
+        (cluster(status="Deleting"), None),
+        (cluster(), plan.Rivals(claims=(other("uid-b", recorded=True),))),  # someone's
+        (cluster(), plan.Rivals(creator=other("uid-c", recorded=False))),  # created for another
+        (
+            cluster(),
+            plan.Rivals(claims=(other("uid-d", recorded=False, age_days=9),)),
+        ),  # asked first
+    ],
+    ids=["missing", "deleting", "recorded-by-another", "created-by-another", "asked-first"],
+)
+def test_adoption_refuses_alike_whatever_the_reason(
+    found: GPUClusterInfo | None, rivals: plan.Rivals | None
+) -> None:
+    action = adopt(found, rivals)
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterNotAdoptable"
+    refusal = adopt(None)
+    assert isinstance(refusal, plan.Stall)
+    assert action.message == refusal.message  # an object learns nothing from it
+
+
+def test_of_two_objects_asking_for_one_cluster_the_older_adopts() -> None:
+    younger = plan.Rivals(claims=(other("uid-young", recorded=False, age_days=0),))
+    assert isinstance(adopt(cluster(), younger), plan.Adopt)
+
+
+def test_a_recorded_cluster_another_object_prevails_on_is_not_managed() -> None:
+    # Two objects record the same cluster (a forged status, say): the one whose tag the
+    # cluster's name carries keeps it; the other stands back and touches nothing.
+    theirs = cluster(cluster_name=f"team-b-x-{plan.incarnation_tag('uid-b')}")
+    rival = plan.Rivals(claims=(other("uid-b", recorded=True, age_days=0),))
+    action = decide(
+        spec(numGpus=24),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=theirs),
+        rivals=rival,
+    )
+    assert isinstance(action, plan.Stall)
+    assert action.reason == "ClusterClaimedElsewhere"
+    ours = cluster(cluster_name=OWN_NAME)
+    kept = decide(
+        spec(numGpus=24),
+        recorded=plan.Recorded("c-1"),
+        observed=plan.Observation(cluster=ours),
+        rivals=rival,
+    )
+    assert isinstance(kept, plan.Update)
+
+
+def test_prevailing_is_decided_the_same_way_by_every_claimant() -> None:
+    older, younger = (
+        other("uid-old", recorded=True, age_days=5),
+        other("uid-new", recorded=True, age_days=1),
+    )
+    as_old = plan.Incarnation("n", "a", "uid-old", older.created_at)
+    as_new = plan.Incarnation("n", "b", "uid-new", younger.created_at)
+    adopted = cluster(cluster_name="someone-named-it")  # no tag: the older object keeps it
+    assert plan.prevails(as_old, [younger], adopted)
+    assert not plan.prevails(as_new, [older], adopted)
+    created = cluster(cluster_name=f"x-{plan.incarnation_tag('uid-new')}")  # the creator keeps it
+    assert plan.prevails(as_new, [older], created)
+    assert not plan.prevails(as_old, [younger], created)
 
 
 def test_unknown_together_status_is_tolerated() -> None:
@@ -263,14 +380,27 @@ def test_cluster_id_set_after_creating_another_cluster_is_refused() -> None:
     assert "c-1" in action.message
 
 
-def test_cluster_id_set_while_a_create_is_unresolved_is_refused() -> None:
-    action = decide(
-        spec(clusterId="c-2"),
-        recorded=plan.Recorded(create_intent_at=NOW),
-        observed=plan.Observation(cluster=cluster(cluster_id="c-2")),
+def test_cluster_id_set_while_a_create_is_unresolved_waits_for_the_create_first() -> None:
+    intent = plan.Recorded(create_intent_at=NOW)
+    waiting = decide(spec(clusterId="c-2"), recorded=intent, observed=plan.Observation())
+    assert isinstance(waiting, plan.Wait)
+    assert waiting.reason == "ConfirmingCreate"
+    # The create did reach Together: that cluster is this object's (clusterId cannot win).
+    found = plan.Observation(same_name=[cluster(cluster_name=OWN_NAME)])
+    assert isinstance(decide(spec(clusterId="c-2"), recorded=intent, observed=found), plan.Adopt)
+    # It never did: forget it, so that the clusterId can be adopted next.
+    late = NOW + GRACE + datetime.timedelta(seconds=1)
+    gone = decide(
+        spec(clusterId="c-2"), recorded=intent, observed=plan.Observation(fresh=True), now=late
     )
+    assert isinstance(gone, plan.ForgetCreate)
+
+
+def test_an_old_operators_unresolved_create_is_handed_to_a_person() -> None:
+    action = decide(spec(), recorded=plan.Recorded(legacy_intent=True))
     assert isinstance(action, plan.Stall)
-    assert action.reason == "ClusterIdConflict"
+    assert action.reason == "LegacyCreateUnresolved"
+    assert "'team-a-train'" in action.message
 
 
 def test_cluster_id_equal_to_the_recorded_one_is_fine() -> None:

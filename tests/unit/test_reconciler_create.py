@@ -9,34 +9,46 @@ from typing import Any
 
 import pytest
 
+from tests.factories import gpucluster_spec
 from tests.unit.reconciler_harness import (
     CREATE,
     CREATE_GRACE_SECONDS,
     FAST_POLL_SECONDS,
     KEY,
+    NAME,
+    NAMESPACE,
     SCENARIO_TIMEOUT_SECONDS,
+    UID,
     Harness,
     KubeWrite,
     Simulator,
     spec,
 )
 from together_operator.controller.fleet import key_fingerprint
-from together_operator.controller.reconciler import CLUSTER_ID_ANNOTATION
-from together_operator.controller.records import INTENT_ANNOTATION, KEY_ANNOTATION
+from together_operator.gpucluster.plan import Incarnation, desired_cluster_name
 from together_operator.gpucluster.status import rfc3339
 
 pytestmark = pytest.mark.timeout(SCENARIO_TIMEOUT_SECONDS)
 
 
+def ownership_writes(harness: Harness) -> list[Mapping[str, Any]]:
+    """The status.ownership part of every status write, in order."""
+    return [
+        w.body["ownership"]
+        for w in harness.kube.writes
+        if w.method == "patch_status" and "ownership" in w.body
+    ]
+
+
 async def test_first_visit_records_the_intent_before_posting_then_the_cluster_id(
     harness: Harness, sim: Simulator
 ) -> None:
-    # Every annotation patch is paired with the number of creates Together had seen by then.
-    annotation_patches: list[tuple[Mapping[str, Any], int]] = []
+    # Every write of records is paired with the number of creates Together had seen by then.
+    record_writes: list[tuple[Mapping[str, Any], int]] = []
 
     def witness(write: KubeWrite) -> None:
-        if write.method == "patch_annotations":
-            annotation_patches.append((write.body, sim.requests(CREATE)))
+        if write.method == "patch_status" and "ownership" in write.body:
+            record_writes.append((write.body, sim.requests(CREATE)))
 
     harness.kube.on_write = witness
 
@@ -44,24 +56,32 @@ async def test_first_visit_records_the_intent_before_posting_then_the_cluster_id
 
     [cluster] = sim.live_clusters()
     assert sim.requests(CREATE) == 1
-    intent_patch, creates_before = annotation_patches[0]
-    assert set(intent_patch) == {INTENT_ANNOTATION}
-    assert intent_patch[INTENT_ANNOTATION] == rfc3339(sim.clock.now())
+    name = desired_cluster_name(gpucluster_spec(), Incarnation(NAMESPACE, NAME, UID))
+    assert cluster.cluster_name == name
+    intent_write, creates_before = record_writes[0]
+    assert intent_write["ownership"] == {
+        "uid": UID,
+        "clusterName": name,
+        "createIntentAt": rfc3339(sim.clock.now()),
+    }
     assert creates_before == 0, "the intent must be stored before the POST"
-    recorded_patch, creates_after = annotation_patches[1]
+    recorded_write, creates_after = record_writes[1]
     assert creates_after == 1
-    assert recorded_patch == {
-        CLUSTER_ID_ANNOTATION: cluster.cluster_id,
-        KEY_ANNOTATION: key_fingerprint(KEY),
-        INTENT_ANNOTATION: None,
+    assert recorded_write["clusterId"] == cluster.cluster_id
+    assert recorded_write["ownership"] == {
+        "uid": UID,
+        "createIntentAt": None,
+        "keyFingerprint": key_fingerprint(KEY),
     }
-    assert len(annotation_patches) == 2
-    assert harness.annotations() == {
-        CLUSTER_ID_ANNOTATION: cluster.cluster_id,
-        KEY_ANNOTATION: key_fingerprint(KEY),
-    }
+    assert len(record_writes) == 2
+    assert harness.kube.annotations == {}, "no records where a tenant could write them"
     status = harness.status()
     assert status["clusterId"] == cluster.cluster_id
+    assert status["ownership"] == {
+        "uid": UID,
+        "clusterName": name,
+        "keyFingerprint": key_fingerprint(KEY),
+    }
     assert status["observedGeneration"] == 3
     assert {c["type"] for c in status["conditions"]} == {
         "Ready",
@@ -76,14 +96,29 @@ async def test_first_visit_records_the_intent_before_posting_then_the_cluster_id
     assert ("Normal", "Created") in {(kind, reason) for kind, reason, _ in harness.events}
 
 
+async def test_the_intent_is_written_only_on_the_object_the_decision_saw(
+    harness: Harness, sim: Simulator
+) -> None:
+    # Another writer (a second operator instance, say) moved the object on meanwhile.
+    stale = harness.kube.gpucluster(spec(), 1)
+    await harness.kube.patch_status(NAMESPACE, NAME, {"somethingElse": "x"})
+    revisit = await harness.reconciler.reconcile(stale, harness.memory, harness.event)
+    assert revisit is not None, "decided again soon, on the fresh object"
+    assert revisit < 1.0
+    assert sim.requests(CREATE) == 0, "no POST without the intent stored first"
+    assert "ownership" not in harness.status()
+    await harness.visit()
+    assert sim.requests(CREATE) == 1
+
+
 async def test_create_whose_answer_is_lost_keeps_the_intent_and_adopts_the_committed_cluster(
     harness: Harness, sim: Simulator
 ) -> None:
     sim.admin.drop(CREATE)
 
     await harness.visit()
-    assert INTENT_ANNOTATION in harness.annotations(), "intent kept: the outcome is unknown"
-    assert CLUSTER_ID_ANNOTATION not in harness.annotations()
+    assert harness.kube.records().get("createIntentAt"), "intent kept: the outcome is unknown"
+    assert "clusterId" not in harness.status()
     assert harness.condition("Synced")["status"] == "False"
     await harness.visit_until(lambda: "Adopted" in harness.reasons(), "adoption")
 
@@ -91,9 +126,9 @@ async def test_create_whose_answer_is_lost_keeps_the_intent_and_adopts_the_commi
     assert sim.requests(CREATE) == 1
     assert sim.requests(CREATE, "dropped") == 1
     assert harness.reasons().count("Adopted") == 1
-    assert harness.annotations()[CLUSTER_ID_ANNOTATION] == cluster.cluster_id
-    assert INTENT_ANNOTATION not in harness.annotations()
     assert harness.status()["clusterId"] == cluster.cluster_id
+    assert "createIntentAt" not in harness.kube.records()
+    assert "adopted" not in harness.kube.records(), "its own create, not an adoption"
 
 
 async def test_rejected_create_clears_the_intent_stalls_and_does_not_post_again_during_backoff(
@@ -108,11 +143,11 @@ async def test_rejected_create_clears_the_intent_stalls_and_does_not_post_again_
     assert sim.requests(CREATE) == 1
     assert sim.requests(CREATE, "400") == 1
     assert sim.live_clusters() == []
-    intents = [w.body for w in harness.kube.writes if INTENT_ANNOTATION in w.body]
+    intents = [o["createIntentAt"] for o in ownership_writes(harness) if "createIntentAt" in o]
     assert len(intents) == 2
-    assert intents[0][INTENT_ANNOTATION] is not None
-    assert intents[1] == {INTENT_ANNOTATION: None}, "a definite no clears the intent"
-    assert INTENT_ANNOTATION not in harness.annotations()
+    assert intents[0] is not None
+    assert intents[1] is None, "a definite no clears the intent"
+    assert "createIntentAt" not in harness.kube.records()
     stalled = harness.condition("Stalled")
     assert stalled["status"] == "True"
     assert stalled["reason"] == "InvalidRequest"

@@ -16,14 +16,13 @@ from tests.unit.reconciler_harness import (
     OTHER_KEY,
     SCENARIO_TIMEOUT_SECONDS,
     TO_GONE_SECONDS,
+    UID,
     Harness,
     Simulator,
     spec,
 )
 from together_operator.controller.fleet import key_fingerprint
 from together_operator.controller.kubeconfig_secret import KUBECONFIG_KEY
-from together_operator.controller.reconciler import CLUSTER_ID_ANNOTATION
-from together_operator.controller.records import INTENT_ANNOTATION, KEY_ANNOTATION
 from together_operator.gpucluster.status import rfc3339
 
 pytestmark = pytest.mark.timeout(SCENARIO_TIMEOUT_SECONDS)
@@ -73,7 +72,9 @@ async def test_finalize_with_an_unresolved_intent_waits_out_the_create_grace_bef
 ) -> None:
     results: list[float | None] = []
     # A create was started (intent recorded) and its answer lost; nothing is listed yet.
-    harness.kube.annotations[(NAMESPACE, NAME)] = {INTENT_ANNOTATION: rfc3339(sim.clock.now())}
+    harness.kube.status[(NAMESPACE, NAME)] = {
+        "ownership": {"uid": UID, "createIntentAt": rfc3339(sim.clock.now())}
+    }
 
     results.append(await harness.finalize())
     assert harness.condition("Reconciling")["reason"] == "ConfirmingCreate"
@@ -96,9 +97,9 @@ async def test_finalize_does_not_release_on_404_seen_with_a_different_key(
     # The credentials Secret now holds KEY; the cluster was created with OTHER_KEY, so
     # Together's 404 may only mean "not visible to this key", not "gone".
     harness.kube.put_secret(NAMESPACE, "together-credentials", {"apiKey": KEY})
-    harness.kube.annotations[(NAMESPACE, NAME)] = {
-        CLUSTER_ID_ANNOTATION: "c-created-with-the-old-key",
-        KEY_ANNOTATION: key_fingerprint(OTHER_KEY),
+    harness.kube.status[(NAMESPACE, NAME)] = {
+        "clusterId": "c-created-with-the-old-key",
+        "ownership": {"uid": UID, "keyFingerprint": key_fingerprint(OTHER_KEY)},
     }
     with_secret = spec(credentialsSecretRef={"name": "together-credentials"})
     results: list[float | None] = []

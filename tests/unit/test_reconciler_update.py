@@ -19,7 +19,6 @@ from tests.unit.reconciler_harness import (
     Simulator,
     spec,
 )
-from together_operator.controller.reconciler import CLUSTER_ID_ANNOTATION
 from together_operator.gpucluster.plan import MAX_IDENTICAL_UPDATES
 from together_operator.together.client import TogetherClient
 
@@ -75,7 +74,7 @@ async def test_spec_cluster_id_other_than_the_recorded_one_stalls_without_writin
     harness: Harness, sim: Simulator
 ) -> None:
     await harness.visit()
-    recorded = harness.annotations()[CLUSTER_ID_ANNOTATION]
+    recorded = harness.status()["clusterId"]
     # Another cluster, with a different size: taking it over would PUT numGpus 8 to it.
     together = TogetherClient(KEY, base_url=sim.running.base_url, timeout=5)
     try:
@@ -88,7 +87,7 @@ async def test_spec_cluster_id_other_than_the_recorded_one_stalls_without_writin
     for _ in range(2):
         await harness.visit(spec(clusterId=other.cluster_id), generation=2)
     assert {op: sim.requests(op) for op in (CREATE, UPDATE, DELETE)} == before
-    assert harness.annotations()[CLUSTER_ID_ANNOTATION] == recorded
+    assert harness.status()["clusterId"] == recorded
     # Nothing of the other cluster is mirrored or published into this object.
     assert harness.status()["clusterId"] == recorded
     secrets = [s.data.get("kubeconfig", "") for s in harness.kube.secrets.values()]

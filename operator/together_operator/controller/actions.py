@@ -52,9 +52,14 @@ class Actions:
                 return None, memory.failure.verdict
             case plan.LookAgain():
                 raise AssertionError("a create is planned again on a fresh list, not performed")
-            case plan.Adopt(cluster, why):
+            case plan.ForgetCreate():
+                await self._records.clear_intent(obj, memory)
+                memory.doorbell.set()  # look again at once, now without the intent
+                message = "the unanswered create never reached Together"
+                return None, Verdict.progressing(Reason.CONFIRMING_CREATE, message)
+            case plan.Adopt(cluster, why, by_spec):
                 await self._records.own_cluster(
-                    obj, memory, cluster.cluster_id, observer.fingerprint
+                    obj, memory, cluster.cluster_id, observer.fingerprint, adopted=by_spec
                 )
                 event(
                     "Normal",
@@ -72,7 +77,8 @@ class Actions:
     ) -> Performed:
         cluster = await observer.client.update_cluster(action.cluster_id, action.request)
         # Counted once Together accepted it: a refused or unanswered PUT is not "accepted".
-        memory.accepted_updates[action.body] = memory.accepted_updates.get(action.body, 0) + 1
+        accepted, _ = memory.accepted_updates.get(action.body, (0, self._now()))
+        memory.accepted_updates[action.body] = (accepted + 1, self._now())
         observer.remember(cluster)
         observer.hurry()
         memory.failure.clear()
@@ -91,14 +97,14 @@ class Actions:
         event: EventFn,
     ) -> Performed:
         name = action.request.cluster_name
-        await self._records.intend_create(obj, memory, self._now())
+        await self._records.intend_create(obj, memory, self._now(), name)
         event("Normal", Reason.CREATING, f"creating Together cluster {name!r}")
         try:
             cluster = await observer.client.create_cluster(action.request)
         except (AmbiguousCreate, ServerError):
             # Outcome unknown: keep the intent, counted from now, so the grace period before
             # any new POST starts when the answer was lost, not when the request was sent.
-            await self._records.intend_create(obj, memory, self._now())
+            await self._records.restamp_intent(obj, memory, self._now())
             raise
         except TogetherError:
             await self._records.clear_intent(obj, memory)  # a definite "no": nothing was created
@@ -112,12 +118,20 @@ class Actions:
         )
         return cluster, Verdict.for_cluster(cluster)
 
-    async def delete(self, cluster_id: str, observer: FleetObserver, event: EventFn) -> bool:
+    async def delete(
+        self,
+        obj: GPUClusterObject,
+        memory: ObjectMemory,
+        cluster_id: str,
+        observer: FleetObserver,
+        event: EventFn,
+    ) -> bool:
         """Ask Together to delete ``cluster_id``; False when Together says it is gone."""
         try:
             await observer.client.delete_cluster(cluster_id)
         except NotFound:
             return False  # gone between the look and the DELETE
+        await self._records.delete_accepted(obj, memory, self._now())
         observer.hurry()
         event("Normal", Reason.DELETING, f"asked Together to delete cluster {cluster_id}")
         return True

@@ -15,10 +15,12 @@ from typing import Any
 
 import kopf
 
+from together_operator.controller.claims import IndexedClaims, claims_of
 from together_operator.controller.fleet import Fleet, PollPolicy
 from together_operator.controller.kube import KubeApi, load_api_client
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.reconciler import EventFn, GPUClusterObject, Reconciler
+from together_operator.gpucluster.plan import Claim
 from together_operator.gpucluster.spec import FINALIZER, GROUP, PLURAL, VERSION
 from together_operator.settings import OperatorSettings
 from together_operator.together.client import TogetherClient
@@ -88,11 +90,17 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         if isinstance(reconciler, Reconciler):
             await reconciler.close()
 
+    @kopf.index(*RESOURCE, registry=registry, id="claims")  # the keyword handlers get it by
+    def claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+        # kopf indexes every object before any handler runs: no claimant is ever missed.
+        return claims_of(body)
+
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=30.0)
     async def keep_in_sync(
-        stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any
+        stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         reconciler: Reconciler = memo["reconciler"]
+        reconciler.claims = IndexedClaims(kwargs["claims"])  # kopf passes indexes by name
         memory = reconciler.memory_of(uid)
         events = _events_for(body)
         resync = operator_settings.resync_seconds
@@ -128,8 +136,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             memory.doorbell.set()
 
     @kopf.on.delete(*RESOURCE, registry=registry)
-    async def finalize(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    async def finalize(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
         reconciler: Reconciler = memo["reconciler"]
+        reconciler.claims = IndexedClaims(kwargs["claims"])
         delay = await reconciler.finalize(
             GPUClusterObject.from_body(body), reconciler.memory_of(uid), _events_for(body)
         )

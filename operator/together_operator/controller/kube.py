@@ -115,8 +115,18 @@ class KubeApi:
             {"metadata": {"annotations": annotations}},
         )
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch the status subresource of a GPUCluster."""
+    async def patch_status(
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch the status subresource of a GPUCluster; with ``resource_version``,
+        only if the object is still at that version (409 otherwise)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         await self._call(
             self._custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -124,5 +134,5 @@ class KubeApi:
             namespace,
             PLURAL,
             name,
-            {"status": status},
+            body,
         )

@@ -13,10 +13,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from together_operator.gpucluster.plan import Incarnation
 from together_operator.gpucluster.spec import GROUP, KIND, VERSION
 from together_operator.gpucluster.status import Verdict
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,10 +59,13 @@ class GPUClusterObject:
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     annotations: Mapping[str, str]
+    resource_version: str | None = None
+    created_at: datetime.datetime | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> GPUClusterObject:
         meta = body.get("metadata", {})
+        created = meta.get("creationTimestamp")
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -61,7 +74,13 @@ class GPUClusterObject:
             spec=body.get("spec") or {},
             status=body.get("status") or {},
             annotations=meta.get("annotations") or {},
+            resource_version=meta.get("resourceVersion"),
+            created_at=parse_time(created),
         )
+
+    @property
+    def incarnation(self) -> Incarnation:
+        return Incarnation(self.namespace, self.name, self.uid, self.created_at)
 
     @property
     def owner(self) -> Owner:
@@ -126,12 +145,14 @@ class ObjectMemory:
     cluster_id: str | None = None
     intent_at: datetime.datetime | None = None
     intent_cleared: bool = False
+    key_fingerprint: str | None = None
+    delete_accepted: bool = False
     failure: FailureMemory = field(default_factory=FailureMemory)
     secret: SecretMemory = field(default_factory=SecretMemory)
     #: Monotonic time a cluster missing from the List was last looked up by ID.
     absent_checked_at: float = 0.0
-    #: How often Together accepted each update body (JSON) without applying it.
-    accepted_updates: dict[str, int] = field(default_factory=dict)
+    #: Each update body (JSON) Together accepted without applying it: how often, when last.
+    accepted_updates: dict[str, tuple[int, datetime.datetime]] = field(default_factory=dict)
     #: The last API key that worked for this object: deletion still needs it after the
     #: credentials Secret is gone (a namespace being deleted removes Secrets first).
     api_key: str | None = None

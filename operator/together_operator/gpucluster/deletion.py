@@ -12,12 +12,14 @@ import datetime
 from dataclasses import dataclass, replace
 
 from together_operator.gpucluster.plan import (
+    Incarnation,
     Observation,
     Recorded,
+    Rivals,
     Stall,
     cluster_id_conflict,
-    cluster_to_observe,
     key_mismatch,
+    prevails,
     unresolved_create,
 )
 from together_operator.gpucluster.reasons import Reason
@@ -70,10 +72,12 @@ DeletionAction = LookUp | Release | DeleteCluster | AwaitDeletion | AwaitCreate 
 def plan_deletion(
     spec: GPUClusterSpec,
     *,
+    who: Incarnation,
     recorded: Recorded,
     observed: Observation | None,
     now: datetime.datetime,
     intent_grace: datetime.timedelta,
+    rivals: Rivals | None = None,
 ) -> DeletionAction:
     """The single next step of deleting the object's Together cluster.
 
@@ -89,17 +93,23 @@ def plan_deletion(
     conflict = cluster_id_conflict(spec, recorded)
     if conflict is not None:
         return _with_orphan_hint(conflict)
-    cluster_id = cluster_to_observe(spec, recorded)
-    if cluster_id is None and recorded.create_intent_at is None:
-        return Release(None, "no Together cluster was created")
+    if recorded.cluster_id is None and recorded.create_intent_at is None:
+        # Nothing created, and a spec.clusterId never adopted was never this object's.
+        return Release(None, "no Together cluster was created or adopted for this GPUCluster")
+    cluster_id = recorded.cluster_id  # None while a create is unresolved: look by name
     if observed is None:
         return LookUp(cluster_id)
     if cluster_id is None:
         return _plan_unresolved(recorded, observed, now, intent_grace)
     cluster = observed.cluster
+    recorded_rivals = [c for c in (rivals or Rivals()).claims if c.recorded]
+    if recorded_rivals and not prevails(who, recorded_rivals, cluster):
+        return Release(None, f"another GPUCluster manages {cluster_id}; left alone")
     if cluster is None:
+        # After this operator's own accepted DELETE, "not found" is the deletion finished,
+        # whatever key asks; otherwise only the key that last saw the cluster may say so.
         mismatch = key_mismatch(cluster_id, recorded, observed)
-        if mismatch is not None:
+        if mismatch is not None and not recorded.delete_accepted:
             return _with_orphan_hint(mismatch)
         return Release(Reason.DELETED, f"Together cluster {cluster_id} is gone")
     if cluster.status == ClusterStatus.DELETING:

@@ -13,11 +13,12 @@ The create decision is made here, in :func:`plan_action`; deletion is decided in
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GPUClusterSpec, operator_fields, updatable_fields
@@ -54,9 +55,85 @@ def is_transitional(cluster: GPUClusterInfo) -> bool:
     return cluster.status not in STABLE_STATES and cluster.status != ClusterStatus.SCHEDULED
 
 
-def desired_cluster_name(spec: GPUClusterSpec, namespace: str, name: str) -> str:
-    """The Together cluster name: ``spec.clusterName`` or ``<namespace>-<name>``."""
-    return spec.cluster_name or f"{namespace}-{name}"
+#: Characters of the UID-derived tag in a Together cluster name, and of the name before it.
+TAG_LENGTH, BASE_LENGTH = 10, 52
+
+
+def incarnation_tag(uid: str) -> str:
+    """A short tag only the GPUCluster with metadata.uid ``uid`` produces."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:TAG_LENGTH]
+
+
+def name_tag(cluster_name: str) -> str | None:
+    """The incarnation tag a Together cluster name ends with, if it has the operator's form."""
+    base, _, tag = cluster_name.rpartition("-")
+    if base and len(tag) == TAG_LENGTH and all(c in "0123456789abcdef" for c in tag):
+        return tag
+    return None
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    """One GPUCluster object as ownership sees it: a UID, not a name (a deleted and
+    re-applied object is another incarnation, and so is a copy)."""
+
+    namespace: str
+    name: str
+    uid: str
+    created_at: datetime.datetime | None = None
+
+    @property
+    def tag(self) -> str:
+        return incarnation_tag(self.uid)
+
+
+def desired_cluster_name(spec: GPUClusterSpec, who: Incarnation) -> str:
+    """The name a cluster is created with at Together: ``spec.clusterName`` (default
+    ``<namespace>-<name>``, cut to 52 characters), a dash, and the incarnation's tag. Only
+    this object can produce it, so a cluster found under it was created for this object."""
+    base = spec.cluster_name or f"{who.namespace}-{who.name}"
+    return f"{base[:BASE_LENGTH]}-{who.tag}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Another GPUCluster naming a cluster: it recorded it as its own, or asks to adopt it."""
+
+    uid: str
+    created_at: datetime.datetime | None
+    recorded: bool
+
+
+@dataclass(frozen=True)
+class Rivals:
+    """What other GPUClusters say about the cluster this object looks at."""
+
+    claims: tuple[Claim, ...] = ()
+    #: Another object whose tag the cluster's name carries: the object that created it.
+    creator: Claim | None = None
+
+
+def prevails(who: Incarnation, rivals: Sequence[Claim], cluster: GPUClusterInfo | None) -> bool:
+    """Whether ``who`` keeps a cluster that ``rivals`` name too: the object that created it
+    (its tag is in the cluster's name) keeps it; otherwise the oldest object (then the
+    smallest UID), a rule every claimant computes the same way."""
+    contenders = [Claim(who.uid, who.created_at, True), *rivals]
+    if cluster is not None:
+        tag = name_tag(cluster.cluster_name)
+        creators = [c for c in contenders if incarnation_tag(c.uid) == tag]
+        if creators:
+            return creators[0].uid == who.uid
+    oldest = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+    first = min(contenders, key=lambda c: (c.created_at or oldest, c.uid))
+    return first.uid == who.uid
+
+
+def parse_spec(raw: Mapping[str, Any], doing: str) -> GPUClusterSpec | Stall:
+    """The spec, or a stall that says ``doing`` failed and why."""
+    try:
+        return GPUClusterSpec.model_validate(raw)
+    except ValidationError as error:
+        return Stall(Reason.INVALID_SPEC, f"{doing}: {error.errors()[0].get('msg')}")
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -70,8 +147,12 @@ class Recorded:
     #: When the operator recorded its intent to create (set before the POST, cleared after
     #: a definite answer). Present on restart means: a create may be in flight or done.
     create_intent_at: datetime.datetime | None = None
-    #: Fingerprint of the API key that created or adopted the cluster.
+    #: Fingerprint of the API key that last saw the cluster.
     key_fingerprint: str | None = None
+    #: Together accepted this operator's DELETE of the cluster.
+    delete_accepted: bool = False
+    #: An operator before records moved into status began a create: its name is not known.
+    legacy_intent: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,8 +177,9 @@ class Attempts:
 
     #: A failed create, adopt or update is still inside its backoff.
     backing_off: bool = False
-    #: How often Together accepted each update body (its JSON) without applying it.
-    accepted_updates: Mapping[str, int] = field(default_factory=dict)
+    #: Each update body (its JSON) Together accepted without applying it: how often, and
+    #: when last.
+    accepted_updates: Mapping[str, tuple[int, datetime.datetime]] = field(default_factory=dict)
 
 
 # --- actions -----------------------------------------------------------------------------------
@@ -112,10 +194,12 @@ class Create:
 
 @dataclass(frozen=True)
 class Adopt:
-    """Record this existing cluster as the object's own."""
+    """Record this existing cluster as the object's own: one created for it whose answer
+    was lost, or (``by_spec``) one that ``spec.clusterId`` names."""
 
     cluster: GPUClusterInfo
     why: str
+    by_spec: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,13 +246,19 @@ class LookAgain:
 
 
 @dataclass(frozen=True)
+class ForgetCreate:
+    """An unanswered create never reached Together: clear its intent (so that
+    ``spec.clusterId``, set meanwhile, can be adopted)."""
+
+
+@dataclass(frozen=True)
 class InSync:
     """Together matches the spec."""
 
     cluster: GPUClusterInfo
 
 
-Action = Create | Adopt | Update | Wait | Stall | Hold | LookAgain | InSync
+Action = Create | Adopt | Update | Wait | Stall | Hold | LookAgain | ForgetCreate | InSync
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -237,32 +327,45 @@ def unresolved_create(
 def plan_action(
     spec: GPUClusterSpec,
     *,
-    namespace: str,
-    name: str,
+    who: Incarnation,
     recorded: Recorded,
     observed: Observation,
     now: datetime.datetime,
     intent_grace: datetime.timedelta,
     attempts: Attempts | None = None,
+    rivals: Rivals | None = None,
+    adoption_allowed: bool = False,
 ) -> Action:
     """The single next step that moves Together towards ``spec``."""
     conflict = cluster_id_conflict(spec, recorded)
     if conflict is not None:
         return conflict
+    if recorded.legacy_intent and recorded.cluster_id is None:
+        return _legacy_intent(spec, who)
     cluster_id = cluster_to_observe(spec, recorded)
-    if cluster_id is not None:
-        action = _plan_known(spec, cluster_id, recorded, observed)
+    others = rivals or Rivals()
+    if spec.cluster_id is not None and cluster_id is None:
+        # spec.clusterId came while this object's own create was unresolved: resolve that
+        # first. A cluster it created is its own (and then clusterId cannot take over).
+        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace)
+        if isinstance(action, Create):
+            action = ForgetCreate()
+    elif cluster_id is not None and recorded.cluster_id is None:
+        action = _plan_adoption(cluster_id, who, observed, others, adoption_allowed)
+    elif cluster_id is not None:
+        action = _plan_known(spec, cluster_id, who, recorded, observed, others)
     else:
-        action = _plan_unknown(spec, namespace, name, recorded, observed, now, intent_grace)
-    return _gate(action, attempts or Attempts())
+        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace)
+    return _gate(action, attempts or Attempts(), now)
 
 
-def _gate(action: Action, attempts: Attempts) -> Action:
+def _gate(action: Action, attempts: Attempts, now: datetime.datetime) -> Action:
     """Apply the operator's own memory: backoff after a failure, and the limit on updates
-    Together accepts but never applies."""
+    Together accepts but never applies (tried again after a while: capacity may have come)."""
     if isinstance(action, Update):
-        accepted = attempts.accepted_updates.get(action.body, 0)
-        if accepted >= MAX_IDENTICAL_UPDATES:
+        accepted, last = attempts.accepted_updates.get(action.body, (0, now))
+        waited = (now - last).total_seconds() >= STALLED_RETRY_SECONDS
+        if accepted >= MAX_IDENTICAL_UPDATES and not waited:
             return Stall(
                 Reason.UPDATE_NOT_APPLIED,
                 f"Together accepted {', '.join(action.changed)} {accepted} times but still "
@@ -286,25 +389,11 @@ def cluster_id_conflict(spec: GPUClusterSpec, recorded: Recorded) -> Stall | Non
             f"spec.clusterId {spec.cluster_id} cannot take over. Set deletionPolicy: Orphan, "
             "delete this GPUCluster, and manage each cluster with its own GPUCluster",
         )
-    if recorded.cluster_id is None and recorded.create_intent_at is not None:
-        return Stall(
-            Reason.CLUSTER_ID_CONFLICT,
-            f"this GPUCluster started creating a cluster whose outcome is unknown; "
-            f"spec.clusterId {spec.cluster_id} cannot be adopted until that is resolved. "
-            "Check Together for a cluster named after this GPUCluster and delete it there, "
-            f"then remove the annotation compute.together.ai/create-intent",
-        )
     return None
 
 
-def absence(cluster_id: str, recorded: Recorded, observed: Observation, *, adopting: bool) -> Stall:
-    """What "Together does not know ``cluster_id``" means for this object."""
-    if adopting:
-        return Stall(
-            Reason.CLUSTER_NOT_FOUND,
-            f"spec.clusterId {cluster_id} does not exist at Together (for this API key); "
-            "fix spec.clusterId or use a key that can see the cluster",
-        )
+def absence(cluster_id: str, recorded: Recorded, observed: Observation) -> Stall:
+    """What "Together does not know ``cluster_id``", the object's own cluster, means."""
     mismatch = key_mismatch(cluster_id, recorded, observed)
     if mismatch is not None:
         return mismatch
@@ -327,12 +416,71 @@ def key_mismatch(cluster_id: str, recorded: Recorded, observed: Observation) -> 
     )
 
 
+def _legacy_intent(spec: GPUClusterSpec, who: Incarnation) -> Stall:
+    legacy_name = spec.cluster_name or f"{who.namespace}-{who.name}"
+    return Stall(
+        Reason.LEGACY_CREATE_UNRESOLVED,
+        "an earlier version of the operator started creating a cluster for this GPUCluster "
+        f"and its outcome was never recorded. Look at Together for a cluster named "
+        f"{legacy_name!r}: if there is one, set spec.clusterId to its ID (adoption); if there "
+        "is none, remove the annotation compute.together.ai/create-intent",
+    )
+
+
+def _plan_adoption(
+    cluster_id: str, who: Incarnation, observed: Observation, rivals: Rivals, allowed: bool
+) -> Action:
+    """``spec.clusterId`` asks to adopt a cluster: only with the right to, and only a
+    cluster nobody else holds. The refusal says the same whatever the reason at Together,
+    so that an object learns nothing about clusters that are not its own."""
+    if not allowed:
+        return Stall(
+            Reason.ADOPTION_NOT_ALLOWED,
+            "adopting a cluster with the operator's shared API key is not allowed in this "
+            "namespace: ask the platform team to allow it (--adoption-namespace), or give "
+            "this GPUCluster its own key in spec.credentialsSecretRef",
+        )
+    cluster = observed.cluster
+    held = any(c.recorded for c in rivals.claims) or rivals.creator is not None
+    asking = [c for c in rivals.claims if not c.recorded]
+    if (
+        cluster is None
+        or cluster.status == ClusterStatus.DELETING
+        or held
+        or (asking and not prevails(who, asking, None))
+    ):
+        return _not_adoptable(cluster_id)
+    return Adopt(cluster, "spec.clusterId names it", by_spec=True)
+
+
+def _not_adoptable(cluster_id: str) -> Stall:
+    return Stall(
+        Reason.CLUSTER_NOT_ADOPTABLE,
+        f"spec.clusterId {cluster_id} cannot be adopted: it does not exist for this API key, "
+        "is being deleted, or another GPUCluster manages it. Check the ID, or the key in "
+        "spec.credentialsSecretRef",
+    )
+
+
 def _plan_known(
-    spec: GPUClusterSpec, cluster_id: str, recorded: Recorded, observed: Observation
+    spec: GPUClusterSpec,
+    cluster_id: str,
+    who: Incarnation,
+    recorded: Recorded,
+    observed: Observation,
+    rivals: Rivals,
 ) -> Action:
     cluster = observed.cluster
+    recorded_rivals = [c for c in rivals.claims if c.recorded]
+    if recorded_rivals and not prevails(who, recorded_rivals, cluster):
+        return Stall(
+            Reason.CLUSTER_CLAIMED,
+            "another GPUCluster records the Together cluster this object's status names, and "
+            "it prevails; this object will not manage it. Delete this GPUCluster (its cluster "
+            "is left alone) or ask the platform team",
+        )
     if cluster is None:
-        return absence(cluster_id, recorded, observed, adopting=spec.cluster_id is not None)
+        return absence(cluster_id, recorded, observed)
     if cluster.status == ClusterStatus.DELETING:
         return Stall(
             Reason.CLUSTER_DELETING,
@@ -352,32 +500,26 @@ def _plan_known(
 
 def _plan_unknown(
     spec: GPUClusterSpec,
-    namespace: str,
-    name: str,
+    who: Incarnation,
     recorded: Recorded,
     observed: Observation,
     now: datetime.datetime,
     intent_grace: datetime.timedelta,
 ) -> Action:
-    cluster_name = desired_cluster_name(spec, namespace, name)
+    cluster_name = desired_cluster_name(spec, who)
     live = [c for c in observed.same_name if c.status != ClusterStatus.DELETING]
     if len(live) > 1:
         ids = ", ".join(sorted(c.cluster_id for c in live))
         return Stall(
             Reason.AMBIGUOUS_CLUSTER_NAME,
-            f"{len(live)} Together clusters are named {cluster_name!r} ({ids}). Set "
-            "spec.clusterId to the one this GPUCluster manages and delete the others at Together",
+            f"{len(live)} Together clusters are named {cluster_name!r} ({ids}), a name only "
+            "this GPUCluster creates. Delete all but one at Together, then set spec.clusterId "
+            "to the one left",
         )
     if len(live) == 1:
-        found = live[0]
-        if recorded.create_intent_at is not None:
-            return Adopt(found, "a create this operator started earlier did reach Together")
-        return Stall(
-            Reason.CLUSTER_NAME_TAKEN,
-            f"a Together cluster named {cluster_name!r} already exists ({found.cluster_id}) and "
-            f"this GPUCluster did not create it. Set spec.clusterId: {found.cluster_id} to adopt "
-            "it, or set spec.clusterName to another name",
-        )
+        # Only this incarnation creates under this name: the cluster is this object's own,
+        # created by a request whose answer was lost (or by another operator instance).
+        return Adopt(live[0], "a create for this GPUCluster did reach Together")
     if unresolved_create(recorded, now, intent_grace) is not None:
         # An earlier POST's outcome is unknown and it may still be in flight: listing again
         # after the grace period is what tells "never created" from "not visible yet".

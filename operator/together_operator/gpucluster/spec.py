@@ -372,6 +372,7 @@ class GPUClusterSpec(CamelModel):
         default=None,
         min_length=1,
         max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
         description="Secret that receives the cluster's kubeconfig under key 'kubeconfig'. "
         "Defaults to <name>-kubeconfig.",
     )
@@ -408,6 +409,39 @@ class Condition(CamelModel):
     )
 
 
+class OwnershipStatus(CamelModel):
+    """The operator's records about the Together cluster it manages for this object.
+
+    Kept in status, which a copy of the object does not carry and which tenants without
+    access to the status subresource cannot write; bound to the object's UID, so records
+    that reach another object (a backup restored under a new UID, say) are not trusted.
+    """
+
+    uid: str = Field(description="The GPUCluster incarnation (metadata.uid) these records are for.")
+    cluster_name: str | None = Field(
+        default=None,
+        description="The name the cluster was (or is being) created with at Together: the "
+        "spec's clusterName (default <namespace>-<name>), a dash, and a tag derived from the "
+        "object's UID, so that no other object can ever produce it.",
+    )
+    create_intent_at: str | None = Field(
+        default=None,
+        description="Set before a create is sent, cleared once its outcome is known (RFC 3339).",
+    )
+    key_fingerprint: str | None = Field(
+        default=None,
+        description="Fingerprint (never the key) of the API key that last saw the cluster.",
+    )
+    adopted: bool | None = Field(
+        default=None, description="The cluster was adopted through spec.clusterId."
+    )
+    delete_accepted_at: str | None = Field(
+        default=None,
+        description="When Together accepted this operator's DELETE: a later 404 proves the "
+        "deletion whatever key asks (RFC 3339).",
+    )
+
+
 class GPUClusterStatus(CamelModel):
     """Observed state, mirrored from Together."""
 
@@ -415,6 +449,9 @@ class GPUClusterStatus(CamelModel):
         default=None, description="metadata.generation the operator last acted upon."
     )
     cluster_id: str | None = Field(default=None, description="ID of the Together cluster.")
+    ownership: OwnershipStatus | None = Field(
+        default=None, description="The operator's records about the cluster it manages."
+    )
     state: str | None = Field(
         default=None, description="Together's status of the cluster, verbatim (e.g. Ready)."
     )
