@@ -105,6 +105,7 @@ def main() -> None:
             TOGETHER_API_KEY=API_KEY,
             TOGETHER_OPERATOR_FAST_POLL_SECONDS=str(args.fast_poll),
             TOGETHER_OPERATOR_SLOW_POLL_SECONDS=str(args.slow_poll),
+            TOGETHER_OPERATOR_LEADER_ELECTION="false",
         )
         log = (workdir / "operator.log").open("wb")
         operator = subprocess.Popen([sys.executable, "-m", "together_operator.cli", "run"],

@@ -219,6 +219,22 @@ def simulator(
     "comma-separated; default none].",
 )
 @click.option(
+    "--lease-namespace",
+    default=None,
+    help="Namespace of the Lease that lets one instance act at a time [env "
+    "TOGETHER_OPERATOR_LEASE_NAMESPACE; default: the Pod's, else together-operator-system].",
+)
+@click.option(
+    "--lease-name",
+    default=None,
+    help="Name of that Lease [env TOGETHER_OPERATOR_LEASE_NAME; default together-operator].",
+)
+@click.option(
+    "--no-leader-election",
+    is_flag=True,
+    help="Act without holding the Lease (one operator on a development machine).",
+)
+@click.option(
     "--together-base-url",
     envvar="TOGETHER_BASE_URL",
     default=None,
@@ -258,6 +274,9 @@ def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     adoption_namespaces: tuple[str, ...],
+    lease_namespace: str | None,
+    lease_name: str | None,
+    no_leader_election: bool,
     together_base_url: str | None,
     fast_poll_seconds: float | None,
     slow_poll_seconds: float | None,
@@ -278,6 +297,9 @@ def run(
         "log_format": log_format,
         "metrics_port": metrics_port,
         "adoption_namespaces": list(adoption_namespaces) or None,
+        "lease_namespace": lease_namespace,
+        "lease_name": lease_name,
+        "leader_election": False if no_leader_election else None,
     }
     settings = OperatorSettings(
         namespaces=list(namespaces),

@@ -40,6 +40,22 @@ class OperatorSettings(BaseSettings):
         "a shared key, adoption would hand any namespace any cluster of the account. An "
         "object with its own key (spec.credentialsSecretRef) may always adopt from its account.",
     )
+    leader_election: bool = Field(
+        default=True,
+        validation_alias="TOGETHER_OPERATOR_LEADER_ELECTION",
+        description="Hold a Lease so that one operator instance acts at a time.",
+    )
+    lease_namespace: str | None = Field(
+        default=None,
+        validation_alias="TOGETHER_OPERATOR_LEASE_NAMESPACE",
+        description="Namespace of the Lease: by default the Pod's namespace, or "
+        "together-operator-system outside a Pod (where deploy/ installs the operator).",
+    )
+    lease_name: str = Field(
+        default="together-operator",
+        validation_alias="TOGETHER_OPERATOR_LEASE_NAME",
+        description="Name of the Lease; instances that must not act together share it.",
+    )
     fast_poll_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -24,8 +24,13 @@ Triple = tuple[str, str, str]  # (apiGroup, resource, verb)
 REQUIRED_PERMISSIONS: frozenset[Triple] = frozenset(
     [("compute.together.ai", "gpuclusters", v) for v in ("list", "watch", "patch")]
     + [("compute.together.ai", "gpuclusters/status", "patch")]
-    + [("", "secrets", v) for v in ("get", "create", "update", "delete")]
+    + [("compute.together.ai", "gpuclusters/finalizers", "update")]
+    + [("", "secrets", v) for v in ("get", "list", "watch", "create", "update", "delete")]
     + [("", "events", "create")]
+)
+#: In the operator's own namespace only: the Lease that lets one instance act at a time.
+LEADER_ELECTION_PERMISSIONS: frozenset[Triple] = frozenset(
+    ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
 )
 
 

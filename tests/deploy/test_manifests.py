@@ -81,7 +81,11 @@ def test_helm_defaults_watch_every_namespace_without_creating_a_secret(helm: Pat
     assert not of_kind(objects, "ServiceMonitor")
     assert not of_kind(objects, "Namespace")  # `helm install --create-namespace` does that
     assert "--all-namespaces" in operator_container(objects)["args"]
-    assert [o["kind"] for o in objects if o["kind"].endswith("Role")] == ["ClusterRole"]
+    roles = [
+        (o["kind"], o["metadata"].get("namespace")) for o in objects if o["kind"].endswith("Role")
+    ]
+    # Cluster-wide for the GPUClusters; the Lease only in the operator's own namespace.
+    assert sorted(roles, key=str) == [("ClusterRole", None), ("Role", SYSTEM_NAMESPACE)]
 
 
 def test_helm_watch_namespaces_become_flags_and_namespaced_roles(helm: Path) -> None:
@@ -97,6 +101,7 @@ def test_helm_watch_namespaces_become_flags_and_namespaced_roles(helm: Path) -> 
     assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == [
         "team-a",
         "team-b",
+        SYSTEM_NAMESPACE,  # the Lease
     ]
 
 

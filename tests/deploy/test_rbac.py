@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.manifests import (
+    LEADER_ELECTION_PERMISSIONS,
     REQUIRED_PERMISSIONS,
+    SYSTEM_NAMESPACE,
     granted_permissions,
     helm_template,
     kustomize,
@@ -24,14 +26,20 @@ def assert_exactly_required(granted: set[tuple[str, str, str]]) -> None:
     assert not REQUIRED_PERMISSIONS - granted, f"missing: {sorted(REQUIRED_PERMISSIONS - granted)}"
 
 
+def assert_only_the_lease_at_home(granted: dict[str | None, set[tuple[str, str, str]]]) -> None:
+    assert granted.pop(SYSTEM_NAMESPACE) == LEADER_ELECTION_PERMISSIONS
+
+
 def test_kustomize_grants_exactly_the_required_permissions_cluster_wide(kubectl: Path) -> None:
     granted = granted_permissions(load_objects(kustomize(kubectl)))
+    assert_only_the_lease_at_home(granted)
     assert set(granted) == {None}
     assert_exactly_required(granted[None])
 
 
 def test_helm_grants_exactly_the_required_permissions_cluster_wide(helm: Path) -> None:
     granted = granted_permissions(load_objects(helm_template(helm)))
+    assert_only_the_lease_at_home(granted)
     assert set(granted) == {None}
     assert_exactly_required(granted[None])
 
@@ -41,6 +49,7 @@ def test_helm_grants_exactly_the_required_permissions_in_each_watched_namespace(
 ) -> None:
     objects = load_objects(helm_template(helm, "watchNamespaces={team-a,team-b}"))
     granted = granted_permissions(objects)
+    assert_only_the_lease_at_home(granted)
     assert set(granted) == {"team-a", "team-b"}
     for namespace in granted.values():
         assert_exactly_required(namespace)
@@ -50,6 +59,6 @@ def test_the_rbac_check_catches_wildcards_and_extras() -> None:
     with pytest.raises(AssertionError, match="wildcard"):
         assert_exactly_required(set(REQUIRED_PERMISSIONS) | {("", "secrets", "*")})
     with pytest.raises(AssertionError, match="more than needed"):
-        assert_exactly_required(set(REQUIRED_PERMISSIONS) | {("", "secrets", "list")})
+        assert_exactly_required(set(REQUIRED_PERMISSIONS) | {("", "secrets", "patch")})
     with pytest.raises(AssertionError, match="missing"):
         assert_exactly_required(set(REQUIRED_PERMISSIONS) - {("", "events", "create")})

@@ -164,7 +164,14 @@ def operator_identity(
     """A kubeconfig for the exact identity deploy/ creates: its ServiceAccount, bound by its
     RBAC, authenticated with a token from the TokenRequest API (as in a Pod)."""
     kubectl = resolve_binary(KUBECTL)
-    identity_kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    identity_kinds = {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }
     objects = [o for o in load_objects(kustomize(kubectl)) if o["kind"] in identity_kinds]
     run_tool(
         [kubectl, f"--kubeconfig={kube.kubeconfig}", "apply", "--server-side", "-f", "-"],

@@ -54,7 +54,11 @@ def identity_kubeconfig(plane: ControlPlane, workdir: Path) -> Path:
         in {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
     ]
     assert {o["kind"] for o in identity} == {"ServiceAccount", "Role", "RoleBinding"}
-    assert {o["metadata"]["namespace"] for o in identity if o["kind"] == "Role"} == {WATCHED}
+    # The GPUClusters' Role in the watched namespace; the Lease's in the operator's own.
+    assert {o["metadata"]["namespace"] for o in identity if o["kind"] == "Role"} == {
+        WATCHED,
+        SYSTEM,
+    }
     run_tool(
         [kubectl, f"--kubeconfig={plane.kubeconfig}", "apply", "--server-side", "-f", "-"],
         stdin=yaml.safe_dump_all(identity),
@@ -107,7 +111,14 @@ def test_namespaced_operator_manages_only_its_namespaces_with_roles_alone(
     )
     with log_path.open("wb") as log:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "together_operator.cli", "run", f"--namespace={WATCHED}"],
+            [
+                sys.executable,
+                "-m",
+                "together_operator.cli",
+                "run",
+                f"--namespace={WATCHED}",
+                f"--lease-namespace={SYSTEM}",
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -114,6 +114,11 @@ class OwnerReference:
 class SecretMetadata:
     owner_references: list[OwnerReference]
     resource_version: str
+    name: str = ""
+    namespace: str = ""
+    finalizers: list[str] | None = None
+    labels: dict[str, str] | None = None
+    deletion_timestamp: str | None = None
 
 
 @dataclass
@@ -166,11 +171,12 @@ class FakeKube(KubeApi):
         """A Secret as a person (or another controller) would create it; values in clear."""
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
         references = [OwnerReference(owner)] if owner else []
-        self.secrets[(namespace, name)] = StoredSecret(encoded, SecretMetadata(references, "1"))
+        meta = SecretMetadata(references, "1", name, namespace)
+        self.secrets[(namespace, name)] = StoredSecret(encoded, meta)
 
     async def read_secret(self, namespace: str, name: str) -> Any | None:
         await asyncio.sleep(0)
-        return self.secrets.get((namespace, name))
+        return copy.deepcopy(self.secrets.get((namespace, name)))  # a copy, as from the API
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = await self.read_secret(namespace, name)
@@ -184,7 +190,14 @@ class FakeKube(KubeApi):
         self._store_secret(namespace, body)
         await self._log("create_secret", body)
 
-    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+    async def replace_secret(self, namespace: str, name: str, body: Any) -> None:
+        if isinstance(body, StoredSecret):  # as read, changed (the credentials guard does)
+            body.metadata.resource_version = str(int(body.metadata.resource_version) + 1)
+            self.secrets[(namespace, name)] = copy.deepcopy(body)
+            await self._log(
+                "replace_secret", {"name": name, "finalizers": body.metadata.finalizers}
+            )
+            return
         self._store_secret(namespace, body)
         await self._log("replace_secret", body)
 
@@ -197,7 +210,10 @@ class FakeKube(KubeApi):
         references = [OwnerReference(ref["uid"]) for ref in meta.get("ownerReferences", [])]
         version = str(int(meta.get("resourceVersion", "0")) + 1)
         self.secrets[(namespace, meta["name"])] = StoredSecret(
-            dict(body["data"]), SecretMetadata(references, version)
+            dict(body["data"]),
+            SecretMetadata(
+                references, version, meta["name"], namespace, labels=dict(meta.get("labels", {}))
+            ),
         )
 
     async def patch_annotations(

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from together_operator.controller.actions import Actions
 from together_operator.controller.claims import ClaimIndex
+from together_operator.controller.credentials import Credentials
 from together_operator.controller.fleet import FleetObserver
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.kubeconfig_secret import delete_owned_secret, secret_name_for
@@ -51,6 +52,7 @@ class Collaborators(Protocol):
     metrics: OperatorMetrics
     reporter: Reporter
     actions: Actions
+    credentials: Credentials
     claims: ClaimIndex
     grace: datetime.timedelta
     now: Callable[[], datetime.datetime]
@@ -142,6 +144,10 @@ class Finalizer:
                     event("Normal", reason, message)
                 secret = secret_name_for(obj.name, spec)
                 await delete_owned_secret(self._r.kube, obj.owner, secret)
+                if spec.credentials_secret_ref is not None:
+                    await self._r.credentials.release_if_unused(
+                        obj.namespace, spec.credentials_secret_ref.name, obj.uid
+                    )
                 self._r.metrics.forget_cluster(obj.namespace, obj.name)
                 self._r.forget(obj.uid)
                 return None, None

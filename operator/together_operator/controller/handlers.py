@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from together_operator.controller.claims import IndexedClaims, claims_of
+from together_operator.controller.credentials import ROLE_LABEL, IndexedUsers, credential_users_of
 from together_operator.controller.fleet import Fleet, PollPolicy
 from together_operator.controller.kube import KubeApi, load_api_client
 from together_operator.controller.metrics import OperatorMetrics
@@ -82,6 +83,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # No watching of CRDs and namespaces: least privilege (no cluster-wide read of
         # customresourcedefinitions); the GPUCluster CRD must exist when the operator starts.
         settings.scanning.disabled = True
+        # Of all Secrets, the operator watches only its own kubeconfig Secrets and the
+        # credentials Secrets it guards: filtered by the API server, not in the operator.
+        settings.watching.label_selectors["v1", "secrets"] = ROLE_LABEL
         memo["reconciler"] = _build_reconciler(operator_settings)
 
     @kopf.on.cleanup(registry=registry)
@@ -95,12 +99,16 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # kopf indexes every object before any handler runs: no claimant is ever missed.
         return claims_of(body)
 
+    @kopf.index(*RESOURCE, registry=registry, id="credential_users")
+    def credential_users(body: kopf.Body, **_: Any) -> dict[str, str]:
+        return credential_users_of(body)
+
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=30.0)
     async def keep_in_sync(
         stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         reconciler: Reconciler = memo["reconciler"]
-        reconciler.claims = IndexedClaims(kwargs["claims"])  # kopf passes indexes by name
+        _attach_indexes(reconciler, kwargs)
         memory = reconciler.memory_of(uid)
         events = _events_for(body)
         resync = operator_settings.resync_seconds
@@ -138,14 +146,26 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.delete(*RESOURCE, registry=registry)
     async def finalize(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
         reconciler: Reconciler = memo["reconciler"]
-        reconciler.claims = IndexedClaims(kwargs["claims"])
+        _attach_indexes(reconciler, kwargs)
         delay = await reconciler.finalize(
             GPUClusterObject.from_body(body), reconciler.memory_of(uid), _events_for(body)
         )
         if delay is not None:
             raise kopf.TemporaryError(DELETION_WAIT_MESSAGE, delay=delay)
 
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def secret_changed(type: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        reconciler: Reconciler = memo["reconciler"]
+        _attach_indexes(reconciler, kwargs)
+        await reconciler.secret_changed(type or "ADDED", body)
+
     return registry
+
+
+def _attach_indexes(reconciler: Reconciler, handler_kwargs: dict[str, Any]) -> None:
+    """kopf hands its indexes to every handler by name; the reconciler reads them live."""
+    reconciler.claims = IndexedClaims(handler_kwargs["claims"])
+    reconciler.credentials.users = IndexedUsers(handler_kwargs["credential_users"])
 
 
 def _build_reconciler(settings: OperatorSettings) -> Reconciler:

@@ -91,7 +91,9 @@ class KubeApi:
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
         await self._call(self._core.create_namespaced_secret, namespace, body)
 
-    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+    async def replace_secret(self, namespace: str, name: str, body: Any) -> None:
+        """Replace a Secret (a manifest, or a V1Secret as read: its resourceVersion makes the
+        write conditional)."""
         await self._call(self._core.replace_namespaced_secret, name, namespace, body)
 
     async def delete_secret(self, namespace: str, name: str) -> None:

@@ -6,9 +6,11 @@ import base64
 import binascii
 import hashlib
 import time
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from together_operator.controller.credentials import KUBECONFIG_ROLE, ROLE_LABEL
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.objects import EventFn, Owner, SecretMemory
 from together_operator.gpucluster.plan import Stall
@@ -27,6 +29,20 @@ class SecretOutcome(Enum):
     FOREIGN = "foreign"  # a Secret of that name exists and is not ours: left untouched
 
 
+def secret_digest(secret_name: str, kubeconfig: str) -> str:
+    """What identifies the content published to a Secret: its name and the kubeconfig."""
+    return content_digest(f"{secret_name}\n{kubeconfig}")
+
+
+def published_digest(secret: Mapping[str, Any]) -> str | None:
+    """:func:`secret_digest` of a Secret as a watch event shows it (None: no kubeconfig)."""
+    encoded = (secret.get("data") or {}).get(KUBECONFIG_KEY)
+    kubeconfig = _decode_kubeconfig(encoded) if isinstance(encoded, str) else None
+    if kubeconfig is None:
+        return None
+    return secret_digest(secret.get("metadata", {}).get("name", ""), kubeconfig)
+
+
 def content_digest(kubeconfig: str) -> str:
     return hashlib.sha256(kubeconfig.encode()).hexdigest()
 
@@ -40,7 +56,11 @@ def secret_manifest(owner: Owner, secret_name: str, kubeconfig: str) -> dict[str
         "metadata": {
             "name": secret_name,
             "namespace": owner.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, f"{GROUP}/gpucluster": owner.name},
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                f"{GROUP}/gpucluster": owner.name,
+                ROLE_LABEL: KUBECONFIG_ROLE,
+            },
             "ownerReferences": [owner.reference()],
         },
         "data": {KUBECONFIG_KEY: base64.b64encode(kubeconfig.encode()).decode()},
@@ -63,7 +83,9 @@ async def ensure_kubeconfig_secret(
         return SecretOutcome.WRITTEN
     if not owned_by(existing, owner):
         return SecretOutcome.FOREIGN
-    if (existing.data or {}).get(KUBECONFIG_KEY) == wanted["data"][KUBECONFIG_KEY]:
+    same_data = (existing.data or {}).get(KUBECONFIG_KEY) == wanted["data"][KUBECONFIG_KEY]
+    labelled = (existing.metadata.labels or {}).get(ROLE_LABEL) == KUBECONFIG_ROLE
+    if same_data and labelled:  # (older operators did not label it: watched only once it is)
         return SecretOutcome.UNCHANGED
     wanted["metadata"]["resourceVersion"] = existing.metadata.resource_version
     await kube.replace_secret(owner.namespace, secret_name, wanted)
@@ -121,7 +143,7 @@ class KubeconfigPublisher:
                 "base64 text; the Secret was not written",
             )
             return self.conflict(owner, secret_name, memory)
-        digest = content_digest(f"{secret_name}\n{kubeconfig}")
+        digest = secret_digest(secret_name, kubeconfig)
         recently_checked = time.monotonic() - memory.foreign_checked_at < self._recheck_seconds
         if memory.digest == digest or (memory.foreign and recently_checked):
             return self.conflict(owner, secret_name, memory)

@@ -153,7 +153,9 @@ class ObjectMemory:
     absent_checked_at: float = 0.0
     #: Each update body (JSON) Together accepted without applying it: how often, when last.
     accepted_updates: dict[str, tuple[int, datetime.datetime]] = field(default_factory=dict)
-    #: The last API key that worked for this object: deletion still needs it after the
-    #: credentials Secret is gone (a namespace being deleted removes Secrets first).
+    #: The last API key that worked for this object (its Secret is guarded by a finalizer
+    #: while it is in use; this covers a Secret deleted before the guard was in place).
     api_key: str | None = None
+    #: The credentials Secret the object named last (to let go of it when that changes).
+    credentials_secret: str | None = None
     seen_phases: set[tuple[str, str]] | None = None

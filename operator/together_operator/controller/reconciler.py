@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from together_operator.controller.actions import Actions
 from together_operator.controller.claims import ClaimIndex, NoClaims
-from together_operator.controller.credentials import Credentials
+from together_operator.controller.credentials import (
+    CREDENTIALS_ROLE,
+    KUBECONFIG_ROLE,
+    ROLE_LABEL,
+    Credentials,
+)
 from together_operator.controller.finalizer import Finalizer
 from together_operator.controller.fleet import Fleet, FleetObserver, Snapshot
 from together_operator.controller.kube import KubeApi
-from together_operator.controller.kubeconfig_secret import KubeconfigPublisher
+from together_operator.controller.kubeconfig_secret import KubeconfigPublisher, published_digest
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.controller.records import Records, StaleObject, recorded
@@ -65,7 +71,7 @@ class Reconciler:
         )
         #: Who claims which cluster; the operator's kopf index once the daemons run.
         self.claims: ClaimIndex = NoClaims()
-        self._credentials = Credentials(kube, settings)
+        self.credentials = Credentials(kube, settings)
         self._publisher = KubeconfigPublisher(kube, recheck_seconds=settings.slow_poll_seconds)
         self._memories: dict[str, ObjectMemory] = {}
         self._finalizer = Finalizer(self)
@@ -92,6 +98,28 @@ class Reconciler:
         """The GPUCluster ``uid`` is gone: drop its memory and interests."""
         self.fleet.forget(uid)
         self._memories.pop(uid, None)
+
+    async def secret_changed(self, kind: str, secret: Mapping[str, Any]) -> None:
+        """A Secret the operator watches changed: a kubeconfig Secret it publishes (put it
+        back if it was deleted or edited) or a credentials Secret it guards (a rotated key
+        reaches every object that uses it at once; an unused one is let go)."""
+        meta = secret.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        role = (meta.get("labels") or {}).get(ROLE_LABEL)
+        if role == KUBECONFIG_ROLE:
+            for owner in meta.get("ownerReferences") or []:
+                memory = self._memories.get(owner.get("uid", ""))
+                if memory is None:
+                    continue
+                if kind == "DELETED" or published_digest(secret) != memory.secret.digest:
+                    memory.secret.digest = None  # not what was published: publish again
+                    memory.doorbell.set()
+        elif role == CREDENTIALS_ROLE:
+            self.credentials.forget(namespace, name)
+            users = self.credentials.users.users(namespace, name)
+            self.wake(users)
+            if not users and kind != "DELETED":
+                await self.credentials.release_if_unused(namespace, name, leaving="")
 
     def adoption_allowed(self, obj: GPUClusterObject, spec: GPUClusterSpec) -> bool:
         """With its own key an object may adopt from its own account; with the operator's
@@ -143,6 +171,7 @@ class Reconciler:
             fix = replace(spec, message=f"{spec.message}; fix the manifest")
             return Outcome(Verdict.stall(fix))
         observer = await self.observer(obj, spec, memory)
+        await self._let_go_of_old_credentials(obj, memory, spec)
         if isinstance(observer, plan.Stall):
             return Outcome(Verdict.stall(observer))
         was = recorded(obj, memory)
@@ -187,6 +216,16 @@ class Reconciler:
         cluster = cluster or own  # waiting or stalled still shows Together's view of its own
         conflict = await self._publisher.publish(obj.owner, spec, cluster, memory.secret, event)
         return Outcome(verdict.unless_secret_conflict(conflict), cluster, synced_at)
+
+    async def _let_go_of_old_credentials(
+        self, obj: GPUClusterObject, memory: ObjectMemory, spec: GPUClusterSpec
+    ) -> None:
+        secret = spec.credentials_secret_ref.name if spec.credentials_secret_ref else None
+        if memory.credentials_secret not in (None, secret):
+            await self.credentials.release_if_unused(
+                obj.namespace, memory.credentials_secret, obj.uid
+            )
+        memory.credentials_secret = secret
 
     def _plan(
         self,
@@ -276,7 +315,7 @@ class Reconciler:
         deleting: bool = False,
     ) -> FleetObserver | plan.Stall:
         """The fleet observer of this object's key and project, or why there is no key."""
-        api_key = await self._credentials.api_key(obj.namespace, spec)
+        api_key = await self.credentials.api_key(obj.namespace, spec)
         if isinstance(api_key, plan.Stall):
             if not (deleting and memory.api_key):
                 return api_key

@@ -276,6 +276,8 @@ def _start_components(
                 f"--liveness-port={liveness}",
                 "--fast-poll-seconds=2",
                 "--slow-poll-seconds=15",
+                # The only operator of a disposable control plane: no Lease to share.
+                "--no-leader-election",
             ),
             logs / "operator.log",
             env={**os.environ, **variables},

@@ -41,17 +41,24 @@ app.kubernetes.io/part-of: together-operator
 
 {{/* The operator's permissions: exactly what it uses (tests/deploy/test_rbac.py checks). */}}
 {{- define "together-operator.rules" -}}
-# Watch GPUClusters; patch for finalizers and the create-intent / cluster-id annotations.
+# Watch GPUClusters; patch adds and removes the finalizer.
 - apiGroups: ["compute.together.ai"]
   resources: ["gpuclusters"]
   verbs: ["list", "watch", "patch"]
+# Status holds Together's view and the operator's records (cluster ID, create intent).
 - apiGroups: ["compute.together.ai"]
   resources: ["gpuclusters/status"]
   verbs: ["patch"]
-# Read credentialsSecretRef Secrets; write and remove the kubeconfig Secrets.
+# The kubeconfig Secret is owned by its GPUCluster with blockOwnerDeletion, which needs
+# this where OwnerReferencesPermissionEnforcement is on (OpenShift, say).
+- apiGroups: ["compute.together.ai"]
+  resources: ["gpuclusters/finalizers"]
+  verbs: ["update"]
+# Read credentialsSecretRef Secrets and guard them (a finalizer while in use); write and
+# remove the kubeconfig Secrets; watch both (a label selector: no other Secret is sent).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 # kopf reports handler progress and the operator its decisions as Events.
 - apiGroups: [""]
   resources: ["events"]
