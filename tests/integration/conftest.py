@@ -127,6 +127,11 @@ class OperatorProcess:
             **self.extra_env,
         )
         env.pop("USE_EXISTING_CLUSTER", None)
+        # Run another build of the operator against the same suite (an older commit, say):
+        # its package directory goes first on the operator process's path.
+        other_build = os.environ.get("OPERATOR_UNDER_TEST_SOURCE")
+        if other_build:
+            env["PYTHONPATH"] = other_build
         log = (self.log_dir / f"operator-{self.runs}.log").open("ab")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "together_operator.cli", "run"],
@@ -214,9 +219,10 @@ def operator(
     process.stop()
 
 
-@pytest.fixture
-def namespace(kube: KubeTarget) -> Iterator[str]:
-    name = f"tgc-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_namespace(kube: KubeTarget, name: str | None = None) -> Iterator[str]:
+    """A namespace for one test, emptied of GPUClusters and deleted afterwards."""
+    name = name or f"tgc-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api_client(kube.kubeconfig))
     core.create_namespace({"metadata": {"name": name}})
     yield name
@@ -225,7 +231,21 @@ def namespace(kube: KubeTarget) -> Iterator[str]:
     custom = client.CustomObjectsApi(api_client(kube.kubeconfig))
     with contextlib.suppress(ApiException):
         custom.delete_collection_namespaced_custom_object(GROUP, VERSION, name, PLURAL)
-    core.delete_namespace(name)
+    with contextlib.suppress(ApiException):
+        core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(kube: KubeTarget) -> Iterator[str]:
+    with scratch_namespace(kube) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(kube: KubeTarget) -> Iterator[str]:
+    """A second team's namespace."""
+    with scratch_namespace(kube) as name:
+        yield name
 
 
 class GPUClusters:
@@ -236,11 +256,17 @@ class GPUClusters:
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
 
-    def create(self, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    def create(
+        self,
+        namespace: str,
+        name: str,
+        annotations: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "GPUCluster",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": annotations or {}},
             # A None override removes that field from the minimal spec.
             "spec": {k: v for k, v in {**minimal_spec(), **spec}.items() if v is not None},
         }
