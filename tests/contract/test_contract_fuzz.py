@@ -2,8 +2,9 @@
 to the simulator, every operation, valid and invalid. No answer may be a 5xx, every 2xx body
 must conform to the contract, every request the contract calls invalid must be refused.
 
-Bounded and repeatable: a fixed number of examples per operation and mode, derandomized
-generation (no example database), a fake clock, and a wall-clock budget checked as it runs.
+Bounded and repeatable: per operation and mode, schemathesis's coverage cases (a finite,
+deterministic set) and a fixed number of derandomized generated examples (no example
+database); a fake clock; a wall-clock budget checked before every request.
 The figures (operations covered, examples run, answers by status class, failures by check)
 are printed at the end of the session and kept in the pytest cache under `contract-fuzz/`.
 """
@@ -46,7 +47,7 @@ from together_operator.simulator.server import RunningSimulator, SimulatorConfig
 from together_operator.together.operations import ALL_OPERATIONS
 
 API_KEY: Final = "fuzz-key"
-EXAMPLES_PER_OPERATION: Final = 80
+EXAMPLES_PER_OPERATION: Final = 120
 BUDGET_SECONDS: Final = 170.0
 CHECKS: Final = [
     not_a_server_error,
@@ -61,7 +62,7 @@ CHECKS: Final = [
 class Figures:
     """What the fuzzing did, for the record."""
 
-    examples: Counter[str] = field(default_factory=Counter)  # by mode
+    examples: Counter[str] = field(default_factory=Counter)  # by mode and phase
     operations: dict[str, set[str]] = field(default_factory=dict)  # mode -> operationIds
     answers: Counter[str] = field(default_factory=Counter)  # "positive 2xx", ...
     two_xx: Counter[str] = field(default_factory=Counter)  # operationId -> positive 2xx
@@ -72,7 +73,8 @@ class Figures:
     def as_dict(self) -> dict[str, Any]:
         return {
             "operations_covered": {m: len(ops) for m, ops in self.operations.items()},
-            "examples": dict(self.examples),
+            "examples": dict(sorted(self.examples.items())),
+            "examples_total": sum(self.examples.values()),
             "answers": dict(sorted(self.answers.items())),
             "failures_by_check": dict(self.failures),
             "operations_answered_2xx_to_positive_cases": len(self.two_xx),
@@ -212,9 +214,19 @@ def _fuzz_operation(
     figures: Figures,
     deadline: float,
 ) -> None:
+    """First schemathesis's coverage cases (deterministic boundary values: missing and
+    mistyped fields, edges of ranges and enums), then `EXAMPLES_PER_OPERATION` generated ones."""
+    schema = operation.schema
+    coverage = schema.iter_coverage_cases(
+        operation,
+        generation_modes=[mode],
+        generation_config=schema.config.generation_for(operation=operation),
+    )
+    for case in coverage:
+        if time.monotonic() > deadline:
+            break
+        _send(case, operation, mode, base_url, session, figures, phase="coverage")
     strategy = operation.as_strategy(generation_mode=mode)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    label = mode.value
 
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
@@ -228,24 +240,38 @@ def _fuzz_operation(
     def run(data: st.DataObject) -> None:
         if time.monotonic() > deadline:
             return  # the budget is spent: the figures show how far it got
-        case = data.draw(strategy)
-        # A negative case may carry a mangled Authorization header of its own (the security
-        # scheme negated): it must reach the server as generated, to be refused.
-        own_key = mode == GenerationMode.NEGATIVE and "Authorization" in (case.headers or {})
-        sent = None if own_key else headers
-        response = case.call(base_url=base_url, session=session, headers=sent, timeout=10)
-        figures.examples[label] += 1
-        figures.operations.setdefault(label, set()).add(operation.label)
-        figures.answers[f"{label} {response.status_code // 100}xx"] += 1
-        if mode == GenerationMode.POSITIVE and response.status_code < 300:
-            figures.two_xx[operation.label] += 1
-        try:
-            case.validate_response(response, checks=CHECKS, headers=sent)
-        except FailureGroup as group:
-            for failure in group.exceptions:
-                _record(figures, failure, operation.label)
+        _send(data.draw(strategy), operation, mode, base_url, session, figures, phase="generated")
 
     run()
+
+
+def _send(
+    case: schemathesis.Case[Any],
+    operation: Operation,
+    mode: GenerationMode,
+    base_url: str,
+    session: requests.Session,
+    figures: Figures,
+    *,
+    phase: str,
+) -> None:
+    """Send one case, count it, and check the answer."""
+    label = mode.value
+    figures.examples[f"{label} {phase}"] += 1
+    # A negative case may carry a mangled Authorization header of its own (the security
+    # scheme negated): it must reach the server as generated, to be refused.
+    own_key = mode == GenerationMode.NEGATIVE and "Authorization" in (case.headers or {})
+    sent = None if own_key else {"Authorization": f"Bearer {API_KEY}"}
+    response = case.call(base_url=base_url, session=session, headers=sent, timeout=10)
+    figures.operations.setdefault(label, set()).add(operation.label)
+    figures.answers[f"{label} {response.status_code // 100}xx"] += 1
+    if mode == GenerationMode.POSITIVE and response.status_code < 300:
+        figures.two_xx[operation.label] += 1
+    try:
+        case.validate_response(response, checks=CHECKS, headers=sent)
+    except FailureGroup as group:
+        for failure in group.exceptions:
+            _record(figures, failure, operation.label)
 
 
 def _record(figures: Figures, failure: Failure, where: str) -> None:
