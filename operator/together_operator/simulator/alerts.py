@@ -6,8 +6,8 @@ open an automated remediation that waits for approval, as Together's health chec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from multidict import MultiMapping
 
     from together_operator.simulator.lifecycle import ClusterRecord, Timings
+
+
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)  # sorts an alert without a start first
 
 
 class AlertSpec(BaseModel):
@@ -123,7 +126,7 @@ def list_alerts(
         and (not severities or alert.severity in severities)
         and _has_status(alert, status)
     ]
-    chosen.sort(key=lambda a: a.started_at, reverse=order == AlertOrder.STARTED_AT_DESC)
+    chosen.sort(key=lambda a: a.started_at or _NEVER, reverse=order == AlertOrder.STARTED_AT_DESC)
     page, token = remediations.page_of(chosen, query)
     return ListPassiveHealthCheckAlertsResponse(alerts=page, next_page_token=token)
 

@@ -130,9 +130,3 @@ class OutOfStock(Conflict):
 
     def __init__(self, message: str, **metadata: str) -> None:
         super().__init__(message, details=[error_info(ErrorReason.OUT_OF_STOCK, **metadata)])
-
-
-class NotImplementedInSimulator(ApiError):
-    """A path under `/v1/compute` that is not an operation of the contract (501)."""
-
-    status = 501

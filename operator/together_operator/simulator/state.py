@@ -306,10 +306,6 @@ class CloudState:
             self._save()
         return result
 
-    def view(self, record: ClusterRecord) -> GPUClusterInfo:
-        """The cluster as the API shows it."""
-        return self._view(record)
-
     def _record(self, cluster_id: str) -> ClusterRecord:
         record = self._clusters.get(cluster_id)
         if record is None or record.deleted:

@@ -3,7 +3,9 @@ alerts (`HealthCheckService`), named as in the contract's schemas.
 
 Reading is tolerant as in :mod:`together_operator.together.models`: `state`, `mode`, `trigger`
 and `severity` are plain strings on what the server sends (the known values are the enums
-below); the request models use the enums, so a bad request fails before it is sent.
+below), and required fields that carry no identity default to empty values (the docs' own
+example of a node's `latest_remediation` has no `mode`, `trigger` or `state`). The request
+models use the enums, so a bad request fails before it is sent.
 """
 
 from __future__ import annotations
@@ -74,12 +76,12 @@ class PassiveHealthCheckAlert(WireModel):
     """An alert raised against a node; `resolved_at` is unset while it fires."""
 
     passive_health_check_alert_id: str
-    cluster_id: str
+    cluster_id: str = ""
     target_vm: str = ""
     alert_name: str = ""
     severity: str = ""
     annotations: dict[str, str] = Field(default_factory=dict)
-    started_at: datetime
+    started_at: datetime | None = None
     instance_id: str | None = None
     resolved_at: datetime | None = None
     node_remediation_intent_id: str | None = None
@@ -96,9 +98,9 @@ class Remediation(WireModel):
     """A node remediation; an instance can have several over time (failures, retries)."""
 
     id: str
-    cluster_id: str
-    instance_id: str
-    mode: str
+    cluster_id: str = ""
+    instance_id: str = ""
+    mode: str = ""
     trigger: str = ""
     state: str = ""
     reason: str | None = None
