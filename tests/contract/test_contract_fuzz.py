@@ -11,6 +11,7 @@ are printed at the end of the session and kept in the pytest cache under `contra
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -93,7 +94,9 @@ def fuzz_clock() -> FakeClock:
 
 @pytest.fixture
 def fuzz_simulator(fuzz_clock: FakeClock) -> Iterator[RunningSimulator]:
-    running = start_in_thread(SimulatorConfig(api_keys=(API_KEY,)), clock=fuzz_clock)
+    numbers = itertools.count(1)
+    config = SimulatorConfig(api_keys=(API_KEY,), new_id=lambda: f"id-{next(numbers):06d}")
+    running = start_in_thread(config, clock=fuzz_clock)  # counted IDs: repeatable figures
     yield running
     running.stop()
 
