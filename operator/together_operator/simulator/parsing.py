@@ -25,10 +25,10 @@ from together_operator.simulator.errors import InvalidRequest
 MAX_DEPTH: Final = 32
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
-# RFC 3339 `date-time`: a full date, `T` (or `t`, or a space, which RFC 3339 allows), a full
-# time with optional fraction, and a mandatory offset.
+# RFC 3339 `date-time` as its grammar (and JSON Schema) has it: a full date, `T` (or `t`), a
+# full time with optional fraction, and a mandatory offset.
 _RFC3339: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 
 Model = TypeVar("Model", bound=BaseModel)
