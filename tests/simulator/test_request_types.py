@@ -71,6 +71,15 @@ def refused(response: httpx.Response, *words: str) -> None:
         pytest.param(
             {
                 **SCHEDULED,
+                "reservation_start_time": "2027-01-01 00:00:00Z",
+                "reservation_end_time": "2027-01-02T00:00:00Z",
+            },
+            "RFC 3339",
+            id="space for T",
+        ),
+        pytest.param(
+            {
+                **SCHEDULED,
                 "reservation_start_time": "0001-01-01T00:00:00+01:00",
                 "reservation_end_time": "2027-01-02T00:00:00Z",
             },

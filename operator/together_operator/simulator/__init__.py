@@ -27,8 +27,9 @@ Reading requests
       and no `null` for any field of the contract (it has no nullable field). Fields and query
       parameters the contract does not know are ignored, as grpc-gateway ignores them.
     * Every integer is a protobuf int32, though the contract marks only some `format: int32`.
-    * `date-time` is RFC 3339 with an offset (date-only, offset-less and numeric timestamps are
-      refused), and must lie in protobuf Timestamp's range once in UTC (years 1 to 9999): so
+    * `date-time` is RFC 3339 as its grammar has it: `T` between date and time, and an offset
+      (date-only, offset-less, space-separated and numeric timestamps are refused); it must
+      lie in protobuf Timestamp's range once in UTC (years 1 to 9999): so
       `0001-01-01T00:00:00+01:00` is a 400. A valid instant far away (a reservation in year
       9999) is accepted; the lifecycle waits for it without end.
     * Bodies: a JSON object, at most 32 levels deep. Approve and reject need a body (`{}` will
