@@ -42,16 +42,6 @@ INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
         },
         "spec.reservationEndTime must be after spec.reservationStartTime",
     ),
-    (
-        "reserved-without-duration",
-        {"billingType": "RESERVED"},
-        "RESERVED billing needs spec.durationDays",
-    ),
-    (
-        "preemptible-above-total",
-        {"numPreemptibleGpus": 16},
-        "spec.numPreemptibleGpus must not exceed spec.numGpus",
-    ),
     ("preemptible-not-multiple-of-8", {"numPreemptibleGpus": 4}, "multiple of 8"),
     (
         "capacity-pool-gpus-without-pool",
@@ -94,6 +84,11 @@ INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
         "spec.addOns names must be unique",
     ),
     ("missing-region", {"region": None}, "spec.region: Required value"),
+    (
+        "unknown-add-on-type",
+        {"addOns": [{"name": "g", "addOnType": "grafana"}]},
+        'Unsupported value: "grafana"',
+    ),
 ]
 
 
@@ -116,6 +111,22 @@ def test_the_minimal_manifest_is_accepted_with_defaults(
     assert created["spec"]["clusterType"] == "KUBERNETES"
     assert created["spec"]["billingType"] == "ON_DEMAND"
     assert created["spec"]["deletionPolicy"] == "Delete"
+
+
+# Rules the contract does not state are not the CRD's to enforce: Together may accept these.
+UNSTATED_RULES: list[tuple[str, dict[str, Any]]] = [
+    ("reserved-without-duration", {"billingType": "RESERVED"}),
+    ("preemptible-above-total", {"numPreemptibleGpus": 16}),
+    ("reserved-above-total", {"billingType": "RESERVED", "numReservedGpus": 16}),
+]
+
+
+@pytest.mark.parametrize(("case", "overrides"), UNSTATED_RULES, ids=[c[0] for c in UNSTATED_RULES])
+def test_manifest_breaking_no_rule_of_the_contract_is_accepted(
+    gpuclusters: GPUClusters, namespace: str, case: str, overrides: dict[str, Any]
+) -> None:
+    created = gpuclusters.create(namespace, case, **overrides)
+    assert {k: created["spec"][k] for k in overrides} == overrides
 
 
 IMMUTABLE_EDITS = [

@@ -111,7 +111,7 @@ def test_forcing_degraded_and_failed_acceptance_tests(
     )
     seen = api.get(f"/v1/compute/clusters/{cluster['cluster_id']}").json()
     assert seen["status"] == "Degraded"
-    bad = admin.post(phase_path, json={"phase": "CLUSTER_PHASE_PAUSED"})
+    bad = admin.post(phase_path, json={"phase": "CLUSTER_PHASE_DELETING"})
     assert bad.status_code == 400
     assert "`phase`" in bad.json()["message"]
 

@@ -16,6 +16,7 @@ from tests.simulator.conftest import API_KEY, REGION, create_body
 from together_operator.simulator.clock import FakeClock
 from together_operator.simulator.lifecycle import Timings
 from together_operator.simulator.server import SimulatorConfig, start_in_thread
+from together_operator.together import operations
 
 TIMINGS = Timings()
 CreateCluster = Callable[..., dict[str, Any]]
@@ -42,16 +43,25 @@ def sim_base(api: httpx.Client) -> str:
     return str(api.base_url).rstrip("/")
 
 
-def test_other_compute_paths_answer_not_implemented(api: httpx.Client) -> None:
-    for method, path in [
-        ("GET", "/v1/compute/clusters/some-id/addons"),
-        ("POST", "/v1/compute/clusters/some-id/instances/-/remediations"),
-        ("GET", "/v1/compute/passive_health_check_alerts"),
-        ("PATCH", "/v1/compute/clusters"),
-    ]:
-        response = api.request(method, path)
-        assert response.status_code == 501, (method, path)
-        assert "not implemented in the simulator" in response.json()["message"]
+def test_every_contract_operation_is_served(api: httpx.Client) -> None:
+    for operation in operations.ALL_OPERATIONS:
+        path = operation.url(
+            cluster_id="no-such-cluster",
+            instance_id="-",
+            remediation_id="r-1",
+            addon_id="a-1",
+            volume_id="v-1",
+        )
+        response = api.request(operation.method, "/v1" + path, json={})
+        assert response.status_code not in (405, 500, 501), (operation.id, response.text)
+        assert response.status_code < 500, operation.id
+
+
+def test_paths_and_methods_outside_the_contract_are_404_and_405(api: httpx.Client) -> None:
+    assert api.get("/v1/compute/clusters/some-id/nothing").status_code == 404
+    wrong_method = api.request("PATCH", "/v1/compute/clusters")
+    assert wrong_method.status_code == 405
+    assert "PATCH" in wrong_method.json()["message"]
 
 
 def test_unknown_paths_answer_404_json(api: httpx.Client) -> None:
@@ -92,7 +102,7 @@ def test_put_keeps_every_omitted_field(
     assert updated["cluster_name"] == cluster["cluster_name"]
 
     config_only = api.put(path, json={"cluster_config": {"load_balancer": "NGINX"}}).json()
-    assert config_only["cluster_config"] == {"load_balancer": "NGINX"}
+    assert config_only["cluster_config"] == {"load_balancer": "NGINX", "jumphost_enabled": True}
     assert config_only["desired_preemptible_gpus"] == 16
     assert config_only["status"] == "Ready"
 

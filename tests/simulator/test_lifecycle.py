@@ -21,6 +21,7 @@ REGION_NAME = "us-central-8"
 PROVISIONING_PHASES = [
     ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES,
     ClusterPhase.WAITING_FOR_DATA_PLANE_NODES,
+    ClusterPhase.WAITING_FOR_SUBNET,
     ClusterPhase.INSTALLING_DRIVERS,
     ClusterPhase.RUNNING_ACCEPTANCE_TESTS,
     ClusterPhase.READY,
@@ -65,6 +66,7 @@ def test_new_cluster_walks_the_phases_in_order_to_ready() -> None:
     assert seen == [
         "WaitingForControlPlaneNodes",
         "WaitingForDataPlaneNodes",
+        "WaitingForSubnet",
         "InstallingDrivers",
         "RunningAcceptanceTests",
         "Ready",
@@ -105,7 +107,7 @@ def test_state_is_the_same_whether_polled_or_not() -> None:
     assert polled.get_cluster(polled_id) == idle.get_cluster(idle_id)
 
 
-def test_scheduled_capacity_waits_for_its_reservation_to_start() -> None:
+def test_scheduled_capacity_waits_for_its_reservation_then_is_queued() -> None:
     clock = FakeClock()
     state = new_state(clock)
     start = clock.now() + timedelta(hours=1)
@@ -119,9 +121,13 @@ def test_scheduled_capacity_waits_for_its_reservation_to_start() -> None:
     assert cluster.status == ClusterStatus.SCHEDULED
     clock.advance(3599)
     assert state.get_cluster(cluster.cluster_id).status == ClusterStatus.SCHEDULED
-    clock.advance(1 + TIMINGS.create_to_ready)
+    clock.advance(1)
+    queued = state.get_cluster(cluster.cluster_id)
+    assert queued.phase_transitions[-1].phase == ClusterPhase.QUEUED
+    assert queued.status == ClusterStatus.WAITING_FOR_CONTROL_PLANE_NODES
+    clock.advance(TIMINGS.queued + TIMINGS.create_to_ready)
     ready = state.get_cluster(cluster.cluster_id)
-    assert phases(ready) == [ClusterPhase.SCHEDULED, *PROVISIONING_PHASES]
+    assert phases(ready) == [ClusterPhase.SCHEDULED, ClusterPhase.QUEUED, *PROVISIONING_PHASES]
     assert ready.phase_transitions[1].transition_time == start
 
 

@@ -16,7 +16,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from together_operator.together.models import BillingType, ClusterType, GpuType, LoadBalancer
+from together_operator.together.models import (
+    AddOnType,
+    BillingType,
+    ClusterType,
+    GpuType,
+    LoadBalancer,
+)
 
 GROUP = "compute.together.ai"
 VERSION = "v1alpha1"
@@ -123,8 +129,7 @@ class AddOnSpec(CamelModel):
     name: str = Field(
         min_length=1, max_length=63, description="Name of this add-on instance (unique)."
     )
-    add_on_type: str = Field(
-        min_length=1,
+    add_on_type: AddOnType = Field(
         description="Type of add-on: dashboard, ingress, torchpass, headlamp or slurm_web.",
     )
     config: dict[str, Any] | None = Field(
@@ -175,7 +180,9 @@ def _immutable_rule(field: str) -> JsonValue:
     }
 
 
-# Cross-field rules the Together API would enforce, checked at `kubectl apply` instead.
+# Cross-field rules the Together API would enforce, checked at `kubectl apply` instead. Only
+# rules the contract states: where it is silent, the CRD must not reject what Together may
+# accept (so no "RESERVED needs durationDays", no "preemptible GPUs not above numGpus").
 CROSS_FIELD_RULES: list[JsonValue] = [
     {
         "rule": "self.clusterType != 'SLURM' || has(self.slurmShmSizeGib)",
@@ -196,18 +203,6 @@ CROSS_FIELD_RULES: list[JsonValue] = [
         "rule": "!has(self.reservationStartTime) || !has(self.reservationEndTime) || "
         "self.reservationEndTime > self.reservationStartTime",
         "message": "spec.reservationEndTime must be after spec.reservationStartTime",
-    },
-    {
-        "rule": "self.billingType != 'RESERVED' || has(self.durationDays)",
-        "message": "RESERVED billing needs spec.durationDays",
-    },
-    {
-        "rule": "!has(self.numPreemptibleGpus) || self.numPreemptibleGpus <= self.numGpus",
-        "message": "spec.numPreemptibleGpus must not exceed spec.numGpus",
-    },
-    {
-        "rule": "!has(self.numReservedGpus) || self.numReservedGpus <= self.numGpus",
-        "message": "spec.numReservedGpus must not exceed spec.numGpus",
     },
     {
         "rule": "!has(self.numCapacityPoolGpus) || self.numCapacityPoolGpus <= self.numGpus",
@@ -282,8 +277,8 @@ class GPUClusterSpec(CamelModel):
     )
     billing_type: Annotated[BillingType, CREATE_ONLY] = Field(
         default=BillingType.ON_DEMAND,
-        description="ON_DEMAND, RESERVED (needs durationDays) or SCHEDULED_CAPACITY (needs "
-        "reservationStartTime and reservationEndTime). Immutable.",
+        description="ON_DEMAND, RESERVED (durationDays sets its length) or SCHEDULED_CAPACITY "
+        "(needs reservationStartTime and reservationEndTime). Immutable.",
     )
     duration_days: Annotated[int | None, CREATE_ONLY] = Field(
         default=None, ge=1, description="Reservation length in days (RESERVED). Immutable."
@@ -303,11 +298,11 @@ class GPUClusterSpec(CamelModel):
     num_preemptible_gpus: Annotated[
         int | None, TogetherField(updatable=True, observed_as="desired_preemptible_gpus")
     ] = gpu_count(
-        "Preemptible GPUs wanted in addition: a multiple of 8, not above numGpus. "
+        "Preemptible GPUs wanted in addition: a multiple of 8. "
         "Together allocates them asynchronously (status.allocatedPreemptibleGpus)."
     )
     num_reserved_gpus: Annotated[int | None, UPDATABLE] = gpu_count(
-        "Prepaid reserved GPUs (RESERVED billing): a multiple of 8, not above numGpus."
+        "Prepaid reserved GPUs (RESERVED billing): a multiple of 8."
     )
     capacity_pool_id: Annotated[str | None, CREATE_ONLY] = Field(
         default=None, description="Capacity pool to draw GPUs from. Immutable."

@@ -13,6 +13,7 @@ import httpx
 
 from together_operator.simulator.faults import ANY_OPERATION
 from together_operator.simulator.state import ClusterSummary
+from together_operator.together.health import PassiveHealthCheckAlert, Remediation
 from together_operator.together.models import GPUClusterInfo
 from together_operator.together.operations import Operation
 
@@ -64,9 +65,58 @@ class SimulatorAdmin:
         return [row for row in self.clusters() if row.cluster.cluster_name == name]
 
     def force_phase(self, cluster_id: str, phase: str) -> GPUClusterInfo:
-        """Move a cluster to ``phase`` (see the admin API's list of forcible phases)."""
+        """Move a cluster into ``phase`` (any ``ClusterPhase`` but Deleting), with the status
+        that phase reports; it stays there until forced again."""
         body = self._send("POST", f"/clusters/{cluster_id}/phase", {"phase": phase})
         return GPUClusterInfo.model_validate(body)
+
+    def force_status(self, cluster_id: str, status: str) -> GPUClusterInfo:
+        """Make a cluster report ``status`` verbatim, in the contract's enum or not (e.g.
+        ``Scheduled``, or a value nobody knows), with no phase change."""
+        body = self._send("POST", f"/clusters/{cluster_id}/status", {"status": status})
+        return GPUClusterInfo.model_validate(body)
+
+    # --- node health -------------------------------------------------------------------------
+
+    def raise_alert(
+        self,
+        cluster_id: str,
+        *,
+        instance_id: str | None = None,
+        alert_name: str | None = None,
+        severity: str | None = None,
+        annotations: dict[str, str] | None = None,
+        remediation_mode: str | None = None,
+    ) -> PassiveHealthCheckAlert:
+        """Start a passive health-check alert on a node (the first GPU worker by default);
+        with ``remediation_mode``, an automated remediation waits for approval, linked to it
+        (its ID is the alert's ``node_remediation_intent_id``)."""
+        optional = {
+            "instance_id": instance_id,
+            "alert_name": alert_name,
+            "severity": severity,
+            "annotations": annotations,
+            "remediation_mode": remediation_mode,
+        }
+        payload = {key: value for key, value in optional.items() if value is not None}
+        body = self._send("POST", f"/clusters/{cluster_id}/alerts", payload)
+        return PassiveHealthCheckAlert.model_validate(body)
+
+    def resolve_alert(self, cluster_id: str, alert_id: str) -> PassiveHealthCheckAlert:
+        """Stop an alert firing (a remediation waiting for approval because of it then
+        resolves itself: AUTO_RESOLVED)."""
+        body = self._send("POST", f"/clusters/{cluster_id}/alerts/{alert_id}/resolve")
+        return PassiveHealthCheckAlert.model_validate(body)
+
+    def fail_remediation(
+        self, cluster_id: str, remediation_id: str, error_message: str | None = None
+    ) -> Remediation:
+        """Make an active remediation (PENDING, QUARANTINING, QUARANTINED or RUNNING) fail."""
+        payload = {} if error_message is None else {"error_message": error_message}
+        body = self._send(
+            "POST", f"/clusters/{cluster_id}/remediations/{remediation_id}/fail", payload
+        )
+        return Remediation.model_validate(body)
 
     def preempt(self, cluster_id: str, gpus: int | None = None) -> GPUClusterInfo:
         """Reclaim ``gpus`` preemptible GPUs (all allocated ones when None)."""
@@ -107,14 +157,17 @@ class SimulatorAdmin:
         probability: float | None = None,
         retry_after: float | None = None,
         message: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Answer requests to ``operation`` with ``status`` (the next ``count``, else all)."""
+        """Answer requests to ``operation`` with ``status`` (the next ``count``, else all);
+        ``reason`` puts an ErrorInfo with that reason (e.g. ``OUT_OF_STOCK``) in the body."""
         payload: dict[str, Any] = {"operation": _operation_id(operation), "status": status}
         optional = {
             "count": count,
             "probability": probability,
             "retry_after": retry_after,
             "message": message,
+            "reason": reason,
         }
         payload.update({key: value for key, value in optional.items() if value is not None})
         self._send("POST", "/faults/failures", payload)

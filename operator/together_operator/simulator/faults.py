@@ -27,7 +27,8 @@ class FaultSpec(BaseModel):
 
 class FailureSpec(FaultSpec):
     """Fail requests to `operation` with `status`: the next `count` of them (all when None),
-    each with `probability`. 429 and 503 answers carry `Retry-After: retry_after`."""
+    each with `probability`. 429 and 503 answers carry `Retry-After: retry_after`; with
+    `reason`, the error body carries that ErrorInfo reason."""
 
     operation: str = ANY_OPERATION
     status: int = Field(ge=400, le=599)
@@ -35,6 +36,8 @@ class FailureSpec(FaultSpec):
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     retry_after: float | None = Field(default=None, ge=0)
     message: str | None = None
+    # A google.rpc.ErrorInfo reason for the answer's `details` (e.g. OUT_OF_STOCK).
+    reason: str | None = Field(default=None, min_length=1)
 
     @property
     def retry_after_header(self) -> str | None:

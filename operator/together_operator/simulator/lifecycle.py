@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import yaml
 from pydantic import BaseModel, Field
 
+from together_operator.simulator import remediations
+from together_operator.simulator.addons import AddOnRecord
+from together_operator.simulator.remediations import RemediationRecord
+from together_operator.together.health import PassiveHealthCheckAlert
 from together_operator.together.models import (
     ClusterPhase,
     ClusterPhaseTransition,
@@ -34,24 +38,35 @@ CONTROL_PLANE_NODES: Final = 3
 # The API returns "recent" lifecycle events; keep the timeline bounded.
 MAX_LIFECYCLE_EVENTS: Final = 200
 
+# The status a cluster reports in each phase. The status enum is coarser than the phases:
+# see the package's Deviations for the choices where a phase has no status of its own.
 STATUS_FOR_PHASE: Final[dict[str, str]] = {
+    ClusterPhase.QUEUED: ClusterStatus.WAITING_FOR_CONTROL_PLANE_NODES,
+    # Outside the status enum, as real servers send it for a reservation not yet started.
     ClusterPhase.SCHEDULED: ClusterStatus.SCHEDULED,
     ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES: ClusterStatus.WAITING_FOR_CONTROL_PLANE_NODES,
     ClusterPhase.WAITING_FOR_DATA_PLANE_NODES: ClusterStatus.WAITING_FOR_DATA_PLANE_NODES,
+    ClusterPhase.WAITING_FOR_SUBNET: ClusterStatus.WAITING_FOR_SUBNET,
+    ClusterPhase.WAITING_FOR_SHARED_VOLUME: ClusterStatus.WAITING_FOR_SHARED_VOLUME,
+    ClusterPhase.WAITING_FOR_AUTO_SCALER: ClusterStatus.WAITING_FOR_DATA_PLANE_NODES,
     ClusterPhase.INSTALLING_DRIVERS: ClusterStatus.INSTALLING_DRIVERS,
     ClusterPhase.RUNNING_ACCEPTANCE_TESTS: ClusterStatus.RUNNING_ACCEPTANCE_TESTS,
+    ClusterPhase.RUNNING_NCCL_TESTS: ClusterStatus.RUNNING_ACCEPTANCE_TESTS,
     # The status enum has no "tests failed" value: the cluster is reported as Degraded, and
     # the phase history says why.
     ClusterPhase.ACCEPTANCE_TESTS_FAILED: ClusterStatus.DEGRADED,
+    ClusterPhase.NCCL_TESTS_FAILED: ClusterStatus.DEGRADED,
     ClusterPhase.READY: ClusterStatus.READY,
+    ClusterPhase.PAUSED: ClusterStatus.PAUSED,
+    ClusterPhase.ON_DEMAND_COMPUTE_PAUSED: ClusterStatus.ON_DEMAND_COMPUTE_PAUSED,
     ClusterPhase.DEGRADED: ClusterStatus.DEGRADED,
     ClusterPhase.DELETING: ClusterStatus.DELETING,
 }
-FORCEABLE_PHASES: Final = (
-    ClusterPhase.DEGRADED,
-    ClusterPhase.ACCEPTANCE_TESTS_FAILED,
-    ClusterPhase.READY,
-)
+# Every phase but Deleting (which only the API's delete starts) can be forced by the admin API.
+FORCEABLE_PHASES: Final = tuple(p for p in STATUS_FOR_PHASE if p != ClusterPhase.DELETING)
+PAUSED_STATUSES: Final = (ClusterStatus.PAUSED, ClusterStatus.ON_DEMAND_COMPUTE_PAUSED)
+# The latest instant the simulated cloud can represent; a step due later never comes.
+END_OF_TIME: Final = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -63,22 +78,36 @@ class Timings:
     """
 
     speed: float = 1.0
+    queued: float = 5.0  # a reservation whose window opened, until provisioning starts
     control_plane: float = 15.0
-    data_plane: float = 20.0
+    data_plane: float = 15.0
+    subnet: float = 5.0
+    shared_volume: float = 10.0  # only clusters with a shared volume wait for it
     drivers: float = 15.0
     acceptance_tests: float = 10.0
     scaling: float = 15.0
     deleting: float = 10.0
     preemptible_step: float = 5.0
+    remediation_step: float = 10.0
 
     def after(self, start: datetime, seconds: float) -> datetime:
-        """The instant `seconds` of simulated time after `start`."""
-        return start + timedelta(seconds=seconds / self.speed)
+        """The instant `seconds` of simulated time after `start` (never past the end of
+        representable time: a reservation in year 9999 must not crash the clock)."""
+        try:
+            return min(start + timedelta(seconds=seconds / self.speed), END_OF_TIME)
+        except OverflowError:
+            return END_OF_TIME
 
     @property
     def create_to_ready(self) -> float:
-        """Simulated seconds from create (or reservation start) to Ready."""
-        return self.control_plane + self.data_plane + self.drivers + self.acceptance_tests
+        """Simulated seconds from create to Ready, for a cluster without a shared volume."""
+        return (
+            self.control_plane
+            + self.data_plane
+            + self.subnet
+            + self.drivers
+            + self.acceptance_tests
+        )
 
 
 class PlannedPhase(BaseModel):
@@ -101,6 +130,10 @@ class ClusterRecord(BaseModel):
     volume_ids: list[str] = Field(default_factory=list)
     kube_config_on_ready: str = ""
     nodes_made: int = 0
+    # Every add-on, disabled ones included (the wire view shows enabled ones only).
+    add_ons: list[AddOnRecord] = Field(default_factory=list)
+    remediations: list[RemediationRecord] = Field(default_factory=list)
+    alerts: list[PassiveHealthCheckAlert] = Field(default_factory=list)
 
     @property
     def cluster_id(self) -> str:
@@ -111,7 +144,11 @@ class ClusterRecord(BaseModel):
         """The earliest instant at which something is scheduled to happen to this cluster."""
         if self.deleted:
             return None
-        times = [t for t in (self.next_preemptible_step_at, self.gone_at) if t is not None]
+        times = [
+            t
+            for t in (self.next_preemptible_step_at, self.gone_at, remediations.next_due(self))
+            if t is not None
+        ]
         if self.plan:
             times.append(self.plan[0].at)
         return min(times, default=None)
@@ -140,18 +177,29 @@ def encode_kubeconfig(kubeconfig_yaml: str) -> str:
 
 
 def plan_creation(
-    start: datetime, timings: Timings, reservation_start: datetime | None
+    start: datetime,
+    timings: Timings,
+    reservation_start: datetime | None,
+    *,
+    shared_volume: bool = False,
 ) -> list[PlannedPhase]:
-    """The phases of a new cluster: optionally Scheduled until its reservation starts, then
-    control plane, data plane, drivers, acceptance tests, Ready."""
+    """The phases of a new cluster: Scheduled then Queued while a reservation waits for its
+    window, then control plane, data plane, subnet, the shared volume (if it has one),
+    drivers, acceptance tests, Ready: the order of the contract's phase enum."""
     plan: list[PlannedPhase] = []
     begin = start
     if reservation_start is not None and reservation_start > start:
         plan.append(PlannedPhase(at=start, phase=ClusterPhase.SCHEDULED))
-        begin = reservation_start
+        plan.append(PlannedPhase(at=reservation_start, phase=ClusterPhase.QUEUED))
+        begin = timings.after(reservation_start, timings.queued)
     steps = [
         (ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES, timings.control_plane),
         (ClusterPhase.WAITING_FOR_DATA_PLANE_NODES, timings.data_plane),
+        (ClusterPhase.WAITING_FOR_SUBNET, timings.subnet),
+    ]
+    if shared_volume:
+        steps.append((ClusterPhase.WAITING_FOR_SHARED_VOLUME, timings.shared_volume))
+    steps += [
         (ClusterPhase.INSTALLING_DRIVERS, timings.drivers),
         (ClusterPhase.RUNNING_ACCEPTANCE_TESTS, timings.acceptance_tests),
     ]
@@ -193,8 +241,14 @@ def enter_phase(record: ClusterRecord, phase: str, at: datetime) -> None:
         # Converge on the latest target: num_gpus may have changed while provisioning.
         start_worker_changes(record, at)
         finish_worker_changes(record, at)
+        for worker in info.gpu_worker_nodes:  # resumes paused preemptible nodes too
+            _set_node_phase(worker, NodePhase.RUNNING, at)
         if info.first_ready_at is None:
             info.first_ready_at = at
+    elif phase in (ClusterPhase.PAUSED, ClusterPhase.ON_DEMAND_COMPUTE_PAUSED):
+        paused = info.gpu_worker_nodes if phase == ClusterPhase.PAUSED else on_demand_nodes(record)
+        for worker in paused:
+            _set_node_phase(worker, NodePhase.PAUSED, at)
 
 
 def _set_node_phase(
@@ -211,6 +265,7 @@ _NODE_STATUS: Final = {
     NodePhase.RUNNING: "Running",
     NodePhase.SUCCEEDED: "Deleted",
     NodePhase.FAILED: "Failed",
+    NodePhase.PAUSED: "Paused",
 }
 
 
@@ -373,5 +428,6 @@ def wants_preemptible_step(record: ClusterRecord) -> bool:
         not record.deleted
         and info.first_ready_at is not None
         and info.status != ClusterStatus.DELETING
+        and info.status not in PAUSED_STATUSES
         and info.allocated_preemptible_gpus != info.desired_preemptible_gpus
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class SimulatorConfig:
     tenant_kubeconfig: Path | None = None
     faults: Faults = field(default_factory=Faults)
     catalog: Catalog = field(default_factory=Catalog)
+    # How IDs are made (random UUIDs); a test may count instead, to be repeatable.
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
 
 
 def build_simulator_app(config: SimulatorConfig, clock: Clock | None = None) -> web.Application:
@@ -54,6 +57,7 @@ def build_simulator_app(config: SimulatorConfig, clock: Clock | None = None) -> 
         timings=Timings(speed=config.speed),
         state_file=config.state_file,
         tenant_kubeconfig=tenant_kubeconfig,
+        new_id=config.new_id,
     )
     return build_app(state=state, faults=config.faults, api_keys=config.api_keys)
 

@@ -1,8 +1,10 @@
-"""The simulated cloud: clusters, shared volumes and stock, advanced lazily from a clock.
+"""The simulated cloud: clusters (with their add-ons, remediations and alerts), shared volumes
+and stock, advanced lazily from a clock.
 
 Every public method first applies, in time order, each step that fell due since the last
-call (at the step's own instant), then does its work. The optional state file is rewritten
-atomically after every change, so clusters and volumes survive a restart.
+call (at the step's own instant), then does its work. A request that fails changes nothing:
+every check comes before the first change. The optional state file is rewritten atomically
+after every change, so clusters and volumes survive a restart.
 """
 
 from __future__ import annotations
@@ -14,19 +16,26 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
+from multidict import MultiMapping
 from pydantic import BaseModel, Field
 
-from together_operator.simulator import lifecycle, validation
+from together_operator.simulator import (
+    addons,
+    alerts,
+    clusters,
+    lifecycle,
+    remediations,
+    validation,
+)
 from together_operator.simulator.catalog import Catalog
 from together_operator.simulator.clock import Clock
-from together_operator.simulator.errors import Conflict, InvalidRequest, NotFound
+from together_operator.simulator.errors import Conflict, InvalidRequest, NotFound, OutOfStock
 from together_operator.simulator.lifecycle import ClusterRecord, Timings
+from together_operator.simulator.volumes import VolumeRecord, VolumeStore
+from together_operator.together.health import ListPassiveHealthCheckAlertsResponse
 from together_operator.together.models import (
-    AddOnConfig,
-    AddOnInfo,
-    AddOnState,
     ClusterPhase,
     ClusterStatus,
     GPUClusterDeleteResponse,
@@ -37,23 +46,24 @@ from together_operator.together.models import (
     GPUClustersSharedVolumes,
     GPUClusterVolume,
     RegionListResponse,
-    SharedVolumeStatus,
 )
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT_ID: Final = "sim-project"
-
-
-class VolumeRecord(BaseModel):
-    """A shared volume and what the simulator needs to know about it."""
-
-    volume: GPUClustersSharedVolume
-    region: str
-    project_id: str
-    deleted: bool = False
-    # Created inline with a cluster, and not lifecycle-independent: goes when the cluster goes.
-    owned_by_cluster_id: str | None = None
+# Phases during which an inline shared volume is still being made.
+_BEFORE_VOLUME: Final = frozenset(
+    {
+        ClusterPhase.SCHEDULED,
+        ClusterPhase.QUEUED,
+        ClusterPhase.WAITING_FOR_CONTROL_PLANE_NODES,
+        ClusterPhase.WAITING_FOR_DATA_PLANE_NODES,
+        ClusterPhase.WAITING_FOR_SUBNET,
+        ClusterPhase.WAITING_FOR_SHARED_VOLUME,
+    }
+)
+Result = TypeVar("Result")
+ClusterAction = Callable[[ClusterRecord, datetime], Result]
 
 
 class Snapshot(BaseModel):
@@ -90,18 +100,17 @@ class CloudState:
         self._state_file = state_file
         self._tenant_kubeconfig = tenant_kubeconfig
         self._new_id = new_id
-        self._clusters: dict[str, ClusterRecord] = {}
-        self._volumes: dict[str, VolumeRecord] = {}
+        snapshot = Snapshot()
         if state_file is not None and state_file.exists():
             snapshot = Snapshot.model_validate_json(state_file.read_text())
-            self._clusters = {r.cluster_id: r for r in snapshot.clusters}
-            self._volumes = {v.volume.volume_id: v for v in snapshot.volumes}
             logger.info(
                 "loaded %d clusters and %d volumes from %s",
-                len(self._clusters),
-                len(self._volumes),
+                len(snapshot.clusters),
+                len(snapshot.volumes),
                 state_file,
             )
+        self._clusters: dict[str, ClusterRecord] = {r.cluster_id: r for r in snapshot.clusters}
+        self.volumes = VolumeStore(snapshot.volumes, new_id)
 
     # --- time --------------------------------------------------------------------------------
 
@@ -127,16 +136,24 @@ class CloudState:
             record.deleted = True
             record.plan.clear()
             record.next_preemptible_step_at = None
-            for volume in self._volumes.values():
+            for volume in self.volumes.records.values():
                 if volume.owned_by_cluster_id == record.cluster_id:
                     volume.deleted = True
             return
         if record.plan and record.plan[0].at <= at:
             step = record.plan.pop(0)
-            lifecycle.enter_phase(record, step.phase, step.at)
+            self._enter_phase(record, step.phase, step.at)
+            return
+        if remediations.apply_due(record, at, self.timings):
             return
         record.next_preemptible_step_at = None
         lifecycle.step_preemptible(record, at, self._free_preemptible(record))
+
+    def _enter_phase(self, record: ClusterRecord, phase: str, at: datetime) -> None:
+        lifecycle.enter_phase(record, phase, at)
+        if phase not in _BEFORE_VOLUME:
+            for volume_id in record.volume_ids:
+                self.volumes.records[volume_id].provisioning = False
 
     def _schedule_preemptible(self, at: datetime) -> None:
         """Arm the next preemptible step of every cluster that needs one and can take it."""
@@ -174,9 +191,12 @@ class CloudState:
         stock = self.catalog.stock_of(region, gpu_type).gpus
         free = stock - self._used_gpus(region, gpu_type, excluding=excluding)
         if gpus > free:
-            raise Conflict(
+            raise OutOfStock(
                 f"Out of stock: {gpus} {gpu_type} GPUs requested in {region}, "
-                f"{max(free, 0)} available; try fewer GPUs, another region, or later"
+                f"{max(free, 0)} available; try fewer GPUs, another region, or later",
+                region=region,
+                gpu_type=gpu_type,
+                available_gpus=str(max(free, 0)),
             )
 
     # --- clusters ----------------------------------------------------------------------------
@@ -198,80 +218,50 @@ class CloudState:
         return self._view(self._record(cluster_id))
 
     def create_cluster(self, body: object) -> GPUClusterInfo:
-        """Validate a create request, reserve stock and start the lifecycle."""
+        """Validate a create request, reserve stock and start the lifecycle. Every check comes
+        before the first change, so a refused create leaves nothing behind (no volume)."""
         now = self.advance()
         request, driver = validation.validate_create(body, self.catalog)
         self._check_stock(request.region, request.gpu_type, request.num_gpus)
         if request.volume_id is not None:
-            volume = self._volume(request.volume_id)
+            volume = self.volumes.find(request.volume_id)
             if volume.region != request.region:
                 raise InvalidRequest(
                     f"`volume_id` {request.volume_id} is in region {volume.region!r}, "
                     f"not {request.region!r}"
                 )
         cluster_id = self._new_id()
+        project_id = request.project_id or DEFAULT_PROJECT_ID
         volume_ids = [request.volume_id] if request.volume_id else []
+        inline: VolumeRecord | None = None
         if request.shared_volume is not None:
-            inline = self._add_volume(
-                request.shared_volume.volume_name,
-                request.shared_volume.size_tib,
+            shared = request.shared_volume
+            inline = self.volumes.new(
+                shared.volume_name,
+                shared.size_tib,
                 request.region,
-                request.shared_volume.project_id or request.project_id or DEFAULT_PROJECT_ID,
+                shared.project_id or project_id,
+                inline=True,
             )
-            if not request.shared_volume.is_lifecycle_independent:
+            if not shared.is_lifecycle_independent:
                 inline.owned_by_cluster_id = cluster_id
             volume_ids.append(inline.volume.volume_id)
         name = request.cluster_name
-        info = GPUClusterInfo(
-            cluster_id=cluster_id,
-            cluster_name=name,
-            region=request.region,
-            status=ClusterStatus.WAITING_FOR_CONTROL_PLANE_NODES,
-            cluster_type=request.cluster_type or "KUBERNETES",
-            gpu_type=request.gpu_type,
-            billing_type=request.billing_type,
-            num_gpus=request.num_gpus,
-            cuda_version=driver.cuda_version,
-            nvidia_driver_version=driver.nvidia_driver_version,
-            nvidia_driver_version_id=driver.id,
-            os_image=driver.os,
-            project_id=request.project_id or DEFAULT_PROJECT_ID,
-            desired_preemptible_gpus=request.num_preemptible_gpus or 0,
-            num_capacity_pool_gpus=request.num_capacity_pool_gpus or 0,
-            num_reserved_gpus=request.num_reserved_gpus
-            if request.num_reserved_gpus is not None
-            else (request.num_gpus if request.billing_type == "RESERVED" else 0),
-            duration_hours=request.duration_days * 24 if request.duration_days else None,
-            slurm_shm_size_gib=request.slurm_shm_size_gib,
-            capacity_pool_id=request.capacity_pool_id,
-            reservation_start_time=request.reservation_start_time,
-            reservation_end_time=request.reservation_end_time,
-            install_traefik=request.install_traefik or False,
-            created_at=now,
-            oidc_config=request.oidc_config,
-            cluster_config=request.cluster_config,
-            add_ons=[
-                AddOnInfo(
-                    name=a.name,
-                    add_on_type=a.add_on_type,
-                    config=a.config or AddOnConfig(),
-                    state=AddOnState(),
-                )
-                for a in request.add_ons or []
-            ],
-            control_plane_ready=False,
-            machine_cluster_id=f"mc-{cluster_id[:8]}",
-            node_lifecycle_events=[],
-            deleted_gpu_worker_nodes=[],
-        )
+        info = clusters.new_cluster_info(request, driver, cluster_id, project_id, now)
         kubeconfig = self._tenant_kubeconfig or lifecycle.generated_kubeconfig(cluster_id, name)
         record = ClusterRecord(
             info=info,
             sequence=len(self._clusters),
-            plan=lifecycle.plan_creation(now, self.timings, request.reservation_start_time),
+            plan=lifecycle.plan_creation(
+                now, self.timings, request.reservation_start_time, shared_volume=bool(volume_ids)
+            ),
             volume_ids=volume_ids,
             kube_config_on_ready=lifecycle.encode_kubeconfig(kubeconfig),
+            add_ons=[addons.from_request(a) for a in request.add_ons or []],
         )
+        # Nothing above changed the cloud; from here on nothing can fail.
+        if inline is not None:
+            self.volumes.add(inline)
         self._clusters[cluster_id] = record
         self.advance()
         self._save()
@@ -283,29 +273,11 @@ class CloudState:
         now = self.advance()
         record = self._record(cluster_id)
         info = record.info
-        update = validation.validate_update(body, info)
+        names = {a.name for a in record.add_ons}
+        update = validation.validate_update(body, info, add_on_names=names)
         if update.num_gpus is not None and update.num_gpus > info.num_gpus:
             self._check_stock(info.region, info.gpu_type, update.num_gpus, excluding=cluster_id)
-        if update.num_gpus is not None and update.num_gpus != info.num_gpus:
-            info.num_gpus = update.num_gpus
-            if info.status in (ClusterStatus.READY, ClusterStatus.DEGRADED):
-                record.plan = lifecycle.plan_scaling(now, self.timings)
-        if update.num_preemptible_gpus is not None:
-            info.desired_preemptible_gpus = update.num_preemptible_gpus
-        if update.num_capacity_pool_gpus is not None:
-            info.num_capacity_pool_gpus = update.num_capacity_pool_gpus
-        if update.num_reserved_gpus is not None:
-            info.num_reserved_gpus = update.num_reserved_gpus
-        if update.reservation_end_time is not None:
-            info.reservation_end_time = update.reservation_end_time
-        if update.cluster_config is not None:
-            info.cluster_config = update.cluster_config
-        for change in update.add_ons or []:
-            add_on = next(a for a in info.add_ons if a.name == change.name)
-            if change.config is not None:
-                merged = add_on.config.model_dump(exclude_none=True)
-                merged.update(change.config.model_dump(exclude_none=True))
-                add_on.config = AddOnConfig.model_validate(merged)
+        clusters.apply_update(record, update, now, self.timings)
         self._schedule_preemptible(now)
         self.advance()
         self._save()
@@ -323,6 +295,17 @@ class CloudState:
             self._save()
         return GPUClusterDeleteResponse(cluster_id=cluster_id)
 
+    def on_cluster(
+        self, cluster_id: str, action: ClusterAction[Result], *, changes: bool
+    ) -> Result:
+        """Run `action` on a live cluster's record at the current time (saving after, when it
+        `changes` anything): the add-on, remediation and alert operations go through here."""
+        now = self.advance()
+        result = action(self._record(cluster_id), now)
+        if changes:
+            self._save()
+        return result
+
     def _record(self, cluster_id: str) -> ClusterRecord:
         record = self._clusters.get(cluster_id)
         if record is None or record.deleted:
@@ -335,12 +318,22 @@ class CloudState:
                 volume_id=v.volume.volume_id,
                 volume_name=v.volume.volume_name,
                 size_tib=v.volume.size_tib,
-                status=self._volume_status(v),
+                status=self._volume_view(v).status,
             )
-            for v in (self._volumes.get(i) for i in record.volume_ids)
+            for v in (self.volumes.records.get(i) for i in record.volume_ids)
             if v is not None and not v.deleted
         ]
-        return record.info.model_copy(update={"volumes": volumes}, deep=True)
+        shown = {"volumes": volumes, "add_ons": addons.enabled_views(record.add_ons, record.info)}
+        info = record.info.model_copy(update=shown, deep=True)
+        for node in info.gpu_worker_nodes:
+            if node.instance_id:
+                node.latest_remediation = remediations.latest_for(record, node.instance_id)
+        return info
+
+    def list_alerts(self, query: MultiMapping[str]) -> ListPassiveHealthCheckAlertsResponse:
+        """Health-check alerts, as the query filters them."""
+        self.advance()
+        return alerts.list_alerts(self._live(), query)
 
     # --- regions -----------------------------------------------------------------------------
 
@@ -353,88 +346,42 @@ class CloudState:
     def create_volume(self, body: object) -> GPUClustersSharedVolume:
         """Create a shared volume; it is available at once."""
         self.advance()
-        request = validation.validate_volume_create(body, self.catalog)
-        record = self._add_volume(
-            request.volume_name,
-            request.size_tib,
-            request.region,
-            request.project_id or DEFAULT_PROJECT_ID,
-        )
+        record = self.volumes.create(body, self.catalog, DEFAULT_PROJECT_ID)
         self._save()
         return self._volume_view(record)
 
     def get_volume(self, volume_id: str) -> GPUClustersSharedVolume:
         """One shared volume."""
         self.advance()
-        return self._volume_view(self._volume(volume_id))
+        return self._volume_view(self.volumes.find(volume_id))
 
     def list_volumes(self, project_id: str | None = None) -> GPUClustersSharedVolumes:
         """Shared volumes, optionally of one project."""
         self.advance()
         return GPUClustersSharedVolumes(
-            volumes=[
-                self._volume_view(v)
-                for v in self._volumes.values()
-                if not v.deleted and (project_id is None or v.project_id == project_id)
-            ]
+            volumes=[self._volume_view(v) for v in self.volumes.live(project_id)]
         )
 
     def update_volume(self, body: object) -> GPUClustersSharedVolume:
         """Resize a shared volume (volumes grow, never shrink)."""
         self.advance()
-        request = validation.validate_volume_update(body)
-        record = self._volume(request.volume_id)
-        if request.size_tib is not None:
-            if request.size_tib < record.volume.size_tib:
-                raise InvalidRequest(
-                    f"`size_tib` cannot shrink volume {request.volume_id} "
-                    f"({record.volume.size_tib} TiB -> {request.size_tib} TiB)"
-                )
-            record.volume.size_tib = request.size_tib
+        record = self.volumes.resize(body)
         self._save()
         return self._volume_view(record)
 
     def delete_volume(self, volume_id: str) -> GPUClustersSharedVolumeDeleteResponse:
         """Delete a shared volume, unless a live cluster uses it."""
         self.advance()
-        record = self._volume(volume_id)
-        users = [r.cluster_id for r in self._live() if volume_id in r.volume_ids]
-        if users:
-            raise Conflict(
-                f"volume {volume_id} is attached to cluster {users[0]}; delete the cluster "
-                "(and wait until it is gone) before deleting the volume"
-            )
-        record.deleted = True
+        self.volumes.delete(volume_id, self._users_of(volume_id))
         self._save()
         return GPUClustersSharedVolumeDeleteResponse(success=True)
 
-    def _add_volume(self, name: str, size_tib: int, region: str, project_id: str) -> VolumeRecord:
-        volume_id = self._new_id()
-        record = VolumeRecord(
-            volume=GPUClustersSharedVolume(
-                volume_id=volume_id,
-                volume_name=name,
-                size_tib=size_tib,
-                status=SharedVolumeStatus.AVAILABLE,
-            ),
-            region=region,
-            project_id=project_id,
-        )
-        self._volumes[volume_id] = record
-        return record
-
-    def _volume(self, volume_id: str) -> VolumeRecord:
-        record = self._volumes.get(volume_id)
-        if record is None or record.deleted:
-            raise NotFound(f"volume {volume_id} not found")
-        return record
-
-    def _volume_status(self, record: VolumeRecord) -> str:
-        attached = any(record.volume.volume_id in r.volume_ids for r in self._live())
-        return SharedVolumeStatus.BOUND if attached else SharedVolumeStatus.AVAILABLE
+    def _users_of(self, volume_id: str) -> list[str]:
+        return [r.cluster_id for r in self._live() if volume_id in r.volume_ids]
 
     def _volume_view(self, record: VolumeRecord) -> GPUClustersSharedVolume:
-        return record.volume.model_copy(update={"status": self._volume_status(record)})
+        attached = bool(self._users_of(record.volume.volume_id))
+        return self.volumes.view(record, attached=attached)
 
     # --- admin -------------------------------------------------------------------------------
 
@@ -451,21 +398,36 @@ class CloudState:
         ]
 
     def force_phase(self, cluster_id: str, phase: str) -> GPUClusterInfo:
-        """Put a cluster into `phase` now (Degraded, failed acceptance tests, or Ready),
-        dropping whatever it had planned."""
+        """Put a cluster into any phase of the contract but Deleting, now, with the status that
+        phase reports, dropping whatever it had planned; it stays there until forced again."""
         now = self.advance()
         if phase not in lifecycle.FORCEABLE_PHASES:
             raise InvalidRequest(
                 f"`phase` must be one of {', '.join(lifecycle.FORCEABLE_PHASES)} (got {phase!r})"
             )
-        record = self._record(cluster_id)
-        if record.info.status == ClusterStatus.DELETING:
-            raise Conflict(f"cluster {cluster_id} is being deleted")
+        record = self._deletable_record(cluster_id)
         record.plan.clear()
-        lifecycle.enter_phase(record, phase, now)
+        record.next_preemptible_step_at = None
+        self._enter_phase(record, phase, now)
         self._schedule_preemptible(now)
         self._save()
         return self._view(record)
+
+    def force_status(self, cluster_id: str, status: str) -> GPUClusterInfo:
+        """Report `status` verbatim, in the enum or not (e.g. `Scheduled`), without a phase
+        change and dropping whatever was planned: for testing a client's tolerance."""
+        self.advance()
+        record = self._deletable_record(cluster_id)
+        record.plan.clear()
+        record.info.status = status
+        self._save()
+        return self._view(record)
+
+    def _deletable_record(self, cluster_id: str) -> ClusterRecord:
+        record = self._record(cluster_id)
+        if record.info.status == ClusterStatus.DELETING:
+            raise Conflict(f"cluster {cluster_id} is being deleted")
+        return record
 
     def preempt(self, cluster_id: str, gpus: int | None) -> GPUClusterInfo:
         """Reclaim allocated preemptible GPUs of a cluster (all of them when `gpus` is None);
@@ -479,6 +441,10 @@ class CloudState:
         self._schedule_preemptible(now)
         self._save()
         return self._view(record)
+
+    def new_id(self) -> str:
+        """A fresh ID (for alerts and remediations made through `on_cluster`)."""
+        return self._new_id()
 
     def set_stock(
         self, region: str, gpu_type: str, *, gpus: int | None, preemptible_gpus: int | None
@@ -509,7 +475,7 @@ class CloudState:
         if self._state_file is None:
             return
         snapshot = Snapshot(
-            clusters=list(self._clusters.values()), volumes=list(self._volumes.values())
+            clusters=list(self._clusters.values()), volumes=list(self.volumes.records.values())
         )
         directory = self._state_file.parent
         directory.mkdir(parents=True, exist_ok=True)

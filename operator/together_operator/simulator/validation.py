@@ -1,19 +1,19 @@
 """Request validation as the real service does it: pure functions that raise `InvalidRequest`
 (or `Conflict`) with a message naming the offending field, and return the parsed request.
 
-Unknown request fields are ignored, as the real service does.
+Types, formats and ranges are checked by :mod:`together_operator.simulator.parsing`; this module
+adds the rules the contract states in prose, and the few the simulator chooses (listed in the
+package's Deviations). Unknown request fields are ignored, as the real service does.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
-from typing import Final, TypeVar
-
-from pydantic import ValidationError
+from typing import Final
 
 from together_operator.simulator.catalog import Catalog
 from together_operator.simulator.errors import Conflict, InvalidRequest
+from together_operator.simulator.parsing import parse
 from together_operator.together.models import (
     ClusterDriverVersionInfo,
     ClusterStatus,
@@ -23,43 +23,17 @@ from together_operator.together.models import (
     GPUClustersSharedVolumeUpdateRequest,
     GPUClusterUpdateRequest,
     InstanceClusterConfig,
-    WireModel,
+    LoadBalancer,
 )
 
 GPUS_PER_NODE: Final = 8
-ADD_ON_TYPES: Final = ("dashboard", "ingress", "torchpass", "headlamp", "slurm_web")
 # "Prepaid" clusters: the only ones whose decommission time may be changed.
 _PREPAID_BILLING: Final = ("RESERVED", "SCHEDULED_CAPACITY")
 
-Request = TypeVar("Request", bound=WireModel)
-
-
-def parse(model: type[Request], body: object) -> Request:
-    """`body` (decoded JSON) as `model`, or `InvalidRequest` naming the first bad field."""
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the request body must be a JSON object ({model.__name__})")
-    try:
-        return model.model_validate(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(body)"
-        if first["type"] == "missing":
-            raise InvalidRequest(f"invalid {model.__name__}: `{field}` is required") from None
-        shown = repr(first.get("input"))[:80]
-        raise InvalidRequest(
-            f"invalid {model.__name__}: `{field}`: {first['msg']} (got {shown})"
-        ) from None
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """`moment` as aware UTC; a time without an offset is taken to be UTC."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
 
 def _check_gpu_count(field: str, value: int | None, *, limit: int | None = None) -> None:
-    """`value` is a non-negative multiple of 8 and, when `limit` is given, at most `limit`."""
+    """`value` is a non-negative multiple of 8 and, when `limit` is given, at most `limit`
+    (the contract states that limit for capacity-pool GPUs only)."""
     if value is None:
         return
     if value < 0 or value % GPUS_PER_NODE:
@@ -137,31 +111,37 @@ def _check_billing(request: GPUClusterCreateRequest) -> None:
             )
         if end <= start:
             raise InvalidRequest("`reservation_end_time` must be after `reservation_start_time`")
-    if request.billing_type == "RESERVED" and (request.duration_days or 0) <= 0:
-        raise InvalidRequest("billing_type RESERVED requires a positive `duration_days`")
+    if request.duration_days is not None and request.duration_days <= 0:
+        raise InvalidRequest(f"`duration_days` must be positive (got {request.duration_days})")
 
 
-def _check_add_ons(names: list[str], types: list[str]) -> None:
-    for add_on_type in types:
-        if add_on_type not in ADD_ON_TYPES:
-            raise InvalidRequest(
-                f"`add_ons[].add_on_type` {add_on_type!r} is unknown; known: "
-                + ", ".join(ADD_ON_TYPES)
-            )
+def check_add_on_names(names: list[str]) -> None:
+    """Add-on names identify add-ons (the update finds them by name): non-empty and unique."""
+    if any(not name.strip() for name in names):
+        raise InvalidRequest("`add_ons[].name` must not be empty")
     duplicates = [name for name, count in Counter(names).items() if count > 1]
     if duplicates:
         raise InvalidRequest(f"`add_ons[].name` must be unique (repeated: {duplicates[0]!r})")
 
 
-LOAD_BALANCERS = ("NONE", "TRAEFIK", "NGINX", "ISTIO")
+def check_cluster_config(body: object) -> None:
+    """`cluster_config`, when sent, carries its required `load_balancer`: the wire model reads
+    it leniently (an answer may omit it), a request may not."""
+    config = body.get("cluster_config") if isinstance(body, dict) else None
+    if isinstance(config, dict) and "load_balancer" not in config:
+        raise InvalidRequest(
+            "`cluster_config.load_balancer` is required ("
+            + ", ".join(LoadBalancer)
+            + "); the rest of `cluster_config` is merged into the current one"
+        )
 
 
-def _check_cluster_config(config: InstanceClusterConfig | None) -> None:
+def _check_load_balancer(config: InstanceClusterConfig | None) -> None:
     # The wire model reads load_balancer as free text (tolerant reads); requests are strict.
-    if config is not None and config.load_balancer not in LOAD_BALANCERS:
+    if config is not None and config.load_balancer not in list(LoadBalancer):
         raise InvalidRequest(
             f"`cluster_config.load_balancer` {config.load_balancer!r} is not one of "
-            + ", ".join(LOAD_BALANCERS)
+            + ", ".join(LoadBalancer)
         )
 
 
@@ -184,20 +164,18 @@ def validate_create(
     body: object, catalog: Catalog
 ) -> tuple[GPUClusterCreateRequest, ClusterDriverVersionInfo]:
     """Parse and check a create request; return it with the driver entry it selects."""
+    check_cluster_config(body)
     request = parse(GPUClusterCreateRequest, body)
-    request.reservation_start_time = _utc(request.reservation_start_time)
-    request.reservation_end_time = _utc(request.reservation_end_time)
     if not request.cluster_name.strip():
         raise InvalidRequest("`cluster_name` must not be empty")
     _check_num_gpus(request.num_gpus)
-    for field in ("num_preemptible_gpus", "num_capacity_pool_gpus", "num_reserved_gpus"):
-        _check_gpu_count(field, getattr(request, field), limit=request.num_gpus)
+    _check_gpu_count("num_preemptible_gpus", request.num_preemptible_gpus)
+    _check_gpu_count("num_reserved_gpus", request.num_reserved_gpus)
+    _check_gpu_count(
+        "num_capacity_pool_gpus", request.num_capacity_pool_gpus, limit=request.num_gpus
+    )
     if (request.num_capacity_pool_gpus or 0) > 0 and not request.capacity_pool_id:
         raise InvalidRequest("`num_capacity_pool_gpus` requires `capacity_pool_id`")
-    if (request.num_reserved_gpus or 0) + (request.num_capacity_pool_gpus or 0) > request.num_gpus:
-        raise InvalidRequest(
-            "`num_reserved_gpus` + `num_capacity_pool_gpus` must not exceed `num_gpus`"
-        )
     if request.cluster_type == "SLURM" and (request.slurm_shm_size_gib or 0) <= 0:
         raise InvalidRequest("cluster_type SLURM requires a positive `slurm_shm_size_gib`")
     _check_billing(request)
@@ -210,16 +188,18 @@ def validate_create(
     _check_region_offer(request, catalog)
     driver = resolve_driver(request, catalog)
     _check_shared_volume(request)
-    _check_cluster_config(request.cluster_config)
-    add_ons = request.add_ons or []
-    _check_add_ons([a.name for a in add_ons], [a.add_on_type for a in add_ons])
+    _check_load_balancer(request.cluster_config)
+    check_add_on_names([a.name for a in request.add_ons or []])
     return request, driver
 
 
-def validate_update(body: object, cluster: GPUClusterInfo) -> GPUClusterUpdateRequest:
-    """Parse and check an update of `cluster` (its current view); return the parsed request."""
+def validate_update(
+    body: object, cluster: GPUClusterInfo, *, add_on_names: set[str]
+) -> GPUClusterUpdateRequest:
+    """Parse and check an update of `cluster` (its current view; `add_on_names` are all its
+    add-ons, disabled ones included); return the parsed request."""
+    check_cluster_config(body)
     update = parse(GPUClusterUpdateRequest, body)
-    update.reservation_end_time = _utc(update.reservation_end_time)
     if cluster.status == ClusterStatus.DELETING:
         raise Conflict(
             f"cluster {cluster.cluster_id} is being deleted (status Deleting); "
@@ -230,13 +210,12 @@ def validate_update(body: object, cluster: GPUClusterInfo) -> GPUClusterUpdateRe
             f"`cluster_type` cannot be changed (cluster {cluster.cluster_id} is "
             f"{cluster.cluster_type})"
         )
-    _check_cluster_config(update.cluster_config)
+    _check_load_balancer(update.cluster_config)
     num_gpus = cluster.num_gpus if update.num_gpus is None else update.num_gpus
     _check_num_gpus(num_gpus)
-    preemptible = update.num_preemptible_gpus
-    _check_gpu_count("num_preemptible_gpus", preemptible, limit=num_gpus)
+    _check_gpu_count("num_preemptible_gpus", update.num_preemptible_gpus)
     _check_gpu_count("num_capacity_pool_gpus", update.num_capacity_pool_gpus, limit=num_gpus)
-    _check_gpu_count("num_reserved_gpus", update.num_reserved_gpus, limit=num_gpus)
+    _check_gpu_count("num_reserved_gpus", update.num_reserved_gpus)
     if update.num_capacity_pool_gpus is not None and not cluster.capacity_pool_id:
         raise InvalidRequest(
             "`num_capacity_pool_gpus` is only valid for clusters created with a `capacity_pool_id`"
@@ -252,9 +231,8 @@ def validate_update(body: object, cluster: GPUClusterInfo) -> GPUClusterUpdateRe
         start = cluster.reservation_start_time
         if start is not None and update.reservation_end_time <= start:
             raise InvalidRequest("`reservation_end_time` must be after `reservation_start_time`")
-    existing = {add_on.name for add_on in cluster.add_ons}
     for add_on in update.add_ons or []:
-        if add_on.name not in existing:
+        if add_on.name not in add_on_names:
             raise InvalidRequest(
                 f"`add_ons[].name` {add_on.name!r} is not an add-on of cluster {cluster.cluster_id}"
             )

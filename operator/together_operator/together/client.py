@@ -3,7 +3,11 @@
 Retries are only where they are safe: reads, merge-PUTs and deletes are retried on 429, 5xx
 and transport errors with exponential backoff that honours ``Retry-After``, within a small
 bound (the reconciler's own backoff handles longer outages). A create is never retried: if
-its answer is lost the client raises :class:`AmbiguousCreate` and the caller lists clusters.
+its answer is lost the client raises :class:`AmbiguousCreate` and the caller lists clusters
+(an add-on create likewise: the caller lists add-ons).
+
+Error bodies are read leniently (the contract documents none): grpc-gateway's
+``{"code", "message", "details"}``, or ``{"error": {"message", ...}}``, or plain text.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import contextlib
 import datetime
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -32,8 +36,22 @@ from together_operator.together.errors import (
     TransportError,
     error_for_status,
 )
+from together_operator.together.health import (
+    AlertSeverity,
+    AlertStatus,
+    ListPassiveHealthCheckAlertsResponse,
+    ListRemediationsResponse,
+    PassiveHealthCheckAlert,
+    Remediation,
+    RemediationState,
+)
 from together_operator.together.models import (
+    AddOnInfo,
+    ClusterAddOnCreateRequest,
+    ClusterAddOnsListResponse,
+    ClusterAddOnUpdateRequest,
     ClusterListing,
+    ErrorBody,
     GPUClusterCreateRequest,
     GPUClusterDeleteResponse,
     GPUClusterInfo,
@@ -44,7 +62,11 @@ from together_operator.together.models import (
 )
 
 DEFAULT_BASE_URL = "https://api.together.ai"
+ALL_INSTANCES: Final = "-"  # the contract's wildcard instance: every node of the cluster
+#: Pages read at most by one list call that follows `next_page_token`s.
+MAX_PAGES: Final = 100
 Model = TypeVar("Model", bound=BaseModel)
+QueryParams = dict[str, str] | tuple[tuple[str, str], ...]
 #: Called once per HTTP exchange: (operation, status code or 0 for no answer, seconds).
 RequestObserver = Callable[[str, int, float], None]
 
@@ -108,20 +130,42 @@ def _read_listing(body: Any) -> ClusterListing:
     return listing
 
 
-def _error_message(response: httpx.Response) -> str:
-    """Together's message from either error shape, else a short generic description."""
+def read_error(response: httpx.Response) -> ErrorBody:
+    """What an error answer says: its message (from either JSON shape, else a short excerpt of
+    the text) and the structured fields it carries (gRPC ``code``, ErrorInfo ``details``)."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
-        if isinstance(body.get("message"), str) and body["message"]:
-            return str(body["message"])
         nested = body.get("error")
-        if isinstance(nested, dict) and isinstance(nested.get("message"), str):
-            return str(nested["message"])
-        if isinstance(nested, str):
-            return nested
+        fields = nested if isinstance(nested, dict) else body
+        parsed = ErrorBody.model_validate(
+            {
+                "code": _int_or_none(fields.get("code")),
+                "message": _first_text(body.get("message"), fields.get("message"), nested),
+                "details": [
+                    d
+                    for d in (fields.get("details") or [])
+                    if isinstance(d, dict) and isinstance(d.get("reason"), str)
+                ],
+            }
+        )
+        if parsed.message:
+            return parsed
+        return parsed.model_copy(update={"message": _text_of(response)})
+    return ErrorBody(message=_text_of(response))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _first_text(*candidates: object) -> str:
+    return next((c for c in candidates if isinstance(c, str) and c), "")
+
+
+def _text_of(response: httpx.Response) -> str:
     text = response.text.strip()
     return text[:200] if text else response.reason_phrase or "no message"
 
@@ -213,12 +257,107 @@ class TogetherClient:
         body = await self._call(operations.LIST_REGIONS)
         return _parse(RegionListResponse, body)
 
+    # --- add-ons (the add-on's ID in the paths is its name) ----------------------------------
+
+    async def list_add_ons(self, cluster_id: str) -> list[AddOnInfo]:
+        """Every add-on of the cluster, disabled ones included (a cluster's own ``add_ons``
+        shows only enabled ones)."""
+        body = await self._call(operations.LIST_ADDONS, cluster_id=cluster_id)
+        return _parse(ClusterAddOnsListResponse, body).add_ons
+
+    async def create_add_on(self, cluster_id: str, request: ClusterAddOnCreateRequest) -> AddOnInfo:
+        """Add an add-on. Not retried: a lost answer raises :class:`AmbiguousCreate` (list the
+        add-ons to find out); a name in use raises :class:`AlreadyExists`."""
+        body = await self._call(
+            operations.CREATE_ADDON,
+            cluster_id=cluster_id,
+            json=request.model_dump(mode="json", exclude_none=True),
+            idempotent=False,
+        )
+        return _parse(AddOnInfo, body)
+
+    async def get_add_on(self, cluster_id: str, add_on_id: str) -> AddOnInfo:
+        """One add-on, enabled or not."""
+        body = await self._call(operations.GET_ADDON, cluster_id=cluster_id, addon_id=add_on_id)
+        return _parse(AddOnInfo, body)
+
+    async def update_add_on(
+        self, cluster_id: str, add_on_id: str, request: ClusterAddOnUpdateRequest
+    ) -> AddOnInfo:
+        """Merge ``request.config`` into the add-on's config (enable, disable, re-enable)."""
+        body = await self._call(
+            operations.UPDATE_ADDON,
+            cluster_id=cluster_id,
+            addon_id=add_on_id,
+            json=request.model_dump(mode="json", exclude_none=True),
+        )
+        return _parse(AddOnInfo, body)
+
+    async def delete_add_on(self, cluster_id: str, add_on_id: str) -> None:
+        """Remove an add-on (retried like every delete: a repeat answers 404, NotFound)."""
+        await self._call(operations.DELETE_ADDON, cluster_id=cluster_id, addon_id=add_on_id)
+
+    # --- node health ---------------------------------------------------------------------------
+
+    async def list_remediations(
+        self,
+        cluster_id: str,
+        instance_id: str = ALL_INSTANCES,
+        *,
+        states: Iterable[RemediationState] = (),
+    ) -> list[Remediation]:
+        """Remediations of one node (or, by default, every node of the cluster), newest first,
+        optionally only in ``states``; follows the pages (at most :data:`MAX_PAGES`)."""
+        params = tuple(("state", state.value) for state in states)
+        found: list[Remediation] = []
+        async for body in self._pages(
+            operations.LIST_REMEDIATIONS, params, cluster_id=cluster_id, instance_id=instance_id
+        ):
+            found += _parse(ListRemediationsResponse, body).remediations
+        return found
+
+    async def list_health_check_alerts(
+        self,
+        cluster_id: str,
+        *,
+        status: AlertStatus = AlertStatus.FIRING,
+        severities: Iterable[AlertSeverity] = (),
+        instance_id: str | None = None,
+    ) -> list[PassiveHealthCheckAlert]:
+        """Passive health-check alerts of a cluster (firing ones by default), newest first;
+        follows the pages (at most :data:`MAX_PAGES`)."""
+        params: tuple[tuple[str, str], ...] = (("cluster_id", cluster_id), ("status", status.value))
+        params += tuple(("severity_filter", severity.value) for severity in severities)
+        if instance_id:
+            params += (("instance_id", instance_id),)
+        found: list[PassiveHealthCheckAlert] = []
+        async for body in self._pages(operations.LIST_HEALTH_CHECK_ALERTS, params):
+            found += _parse(ListPassiveHealthCheckAlertsResponse, body).alerts
+        return found
+
+    async def _pages(
+        self,
+        operation: operations.Operation,
+        params: tuple[tuple[str, str], ...],
+        **path_parameters: str,
+    ) -> AsyncIterator[Any]:
+        """Each page's body, following ``next_page_token`` for at most :data:`MAX_PAGES`."""
+        path: dict[str, Any] = path_parameters  # (typed Any: mypy fears it might hold flags)
+        token = ""
+        for _ in range(MAX_PAGES):
+            page_params = (*params, ("page_token", token)) if token else params
+            body = await self._call(operation, params=page_params, **path)
+            yield body
+            token = body.get("next_page_token", "") if isinstance(body, dict) else ""
+            if not isinstance(token, str) or not token:
+                return
+
     async def _call(
         self,
         operation: operations.Operation,
         *,
         idempotent: bool = True,
-        params: dict[str, str] | None = None,
+        params: QueryParams | None = None,
         json: Any = None,
         **path_parameters: str,
     ) -> Any:
@@ -241,7 +380,7 @@ class TogetherClient:
         operation: operations.Operation,
         path: str,
         idempotent: bool,
-        params: dict[str, str] | None,
+        params: QueryParams | None,
         json: Any,
     ) -> Any:
         async with self._in_flight or contextlib.nullcontext():
@@ -252,7 +391,7 @@ class TogetherClient:
         operation: operations.Operation,
         path: str,
         idempotent: bool,
-        params: dict[str, str] | None,
+        params: QueryParams | None,
         json: Any,
     ) -> Any:
         started = time.monotonic()
@@ -280,11 +419,14 @@ class TogetherClient:
                 if not idempotent:
                     raise AmbiguousCreate(reason, operation=name) from None
                 raise ServerError(reason, operation=name) from None
+        answer = read_error(response)
         raise error_for_status(
             response.status_code,
-            _error_message(response),
+            answer.message,
             operation=name,
             retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+            code=answer.code,
+            reasons=[detail.reason for detail in answer.details],
         )
 
     def _observe(self, operation: str, status: int, started: float) -> None:

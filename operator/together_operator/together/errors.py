@@ -5,11 +5,23 @@ Each class carries what it means, so callers never re-derive it from status code
 waiting and trying again can succeed without anyone changing anything; ``RetryLater`` errors
 carry ``retry_after`` when Together said when to come back. ``AmbiguousCreate`` means a create
 may or may not have happened and must be resolved by listing, never by posting again.
+
+Classification (:func:`error_for_status`) goes by the HTTP status first, then by the error
+body's structured fields: the gRPC ``code`` (ALREADY_EXISTS) and the ``google.rpc.ErrorInfo``
+reasons in ``details`` (``OUT_OF_STOCK``). The contract documents no error body, so the
+message text is only a fallback, for a 409 that says "out of stock" without the structured
+marker.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final
+
+from together_operator.together.models import ErrorReason
+
+GRPC_ALREADY_EXISTS: Final = 6
+OUT_OF_STOCK_WORDS: Final = "out of stock"
 
 
 class TogetherError(Exception):
@@ -67,6 +79,14 @@ class OutOfStock(Conflict):
     reason = "OutOfStock"
 
 
+class AlreadyExists(Conflict):
+    """409 with gRPC ALREADY_EXISTS: something of that name exists (an add-on, say); trying
+    the same create again cannot succeed."""
+
+    reason = "AlreadyExists"
+    heals = False
+
+
 class RetryLater(TogetherError):
     """An answer that says "come back later", with ``retry_after`` seconds when given."""
 
@@ -120,13 +140,32 @@ _BY_STATUS: dict[int, type[TogetherError]] = {
 
 
 def error_for_status(
-    status: int, message: str, *, operation: str, retry_after: float | None = None
+    status: int,
+    message: str,
+    *,
+    operation: str,
+    retry_after: float | None = None,
+    code: int | None = None,
+    reasons: Iterable[str] = (),
 ) -> TogetherError:
-    """The exception for an HTTP error status (and, for 409, what the message says)."""
+    """The exception for an HTTP error status, refined by the body's gRPC ``code`` and
+    ErrorInfo ``reasons``; for a 409 without them, by what the message says (the fallback)."""
     if status == 429:
         return RateLimited(message, status=status, operation=operation, retry_after=retry_after)
     if status >= 500:
         return ServerError(message, status=status, operation=operation, retry_after=retry_after)
-    if status == 409 and "out of stock" in message.lower():
-        return OutOfStock(message, status=status, operation=operation)
+    if status == 409:
+        return _conflict(message, code, frozenset(reasons))(
+            message, status=status, operation=operation
+        )
     return _BY_STATUS.get(status, InvalidRequest)(message, status=status, operation=operation)
+
+
+def _conflict(message: str, code: int | None, reasons: frozenset[str]) -> type[Conflict]:
+    if ErrorReason.OUT_OF_STOCK in reasons:
+        return OutOfStock
+    if code == GRPC_ALREADY_EXISTS:
+        return AlreadyExists
+    if not reasons and OUT_OF_STOCK_WORDS in message.lower():
+        return OutOfStock  # the documented fallback: no structured marker, but the words
+    return Conflict

@@ -12,6 +12,7 @@ request fails before it is sent.
 
 Serialise with `model_dump(mode="json", exclude_none=True)`: the contract has no nullable
 fields, so an unset optional field must be left out rather than sent as `null`.
+Remediations and health-check alerts are in :mod:`together_operator.together.health`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from together_operator.together.health import Remediation
+from together_operator.together.wire import WireModel
 
-class WireModel(BaseModel):
-    """Base of every wire model: unknown fields are ignored, names are the wire names."""
-
-    # hide_input_in_errors: a validation error must never quote a body (it may hold a
-    # kube_config) into a log line or an exception message.
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+__all__ = ["WireModel"]  # re-exported: the base of every wire model lives in `wire`
 
 
 class ClusterType(StrEnum):
@@ -65,6 +63,17 @@ class LoadBalancer(StrEnum):
     TRAEFIK = "TRAEFIK"
     NGINX = "NGINX"
     ISTIO = "ISTIO"
+
+
+class AddOnType(StrEnum):
+    """`add_on_type`: what an add-on installs. The contract types it as a string and lists the
+    values in prose (two lists that differ); this is their union with `AddOnConfig`'s members."""
+
+    DASHBOARD = "dashboard"
+    INGRESS = "ingress"
+    TORCHPASS = "torchpass"
+    HEADLAMP = "headlamp"
+    SLURM_WEB = "slurm_web"
 
 
 class DcgmDiagLevel(StrEnum):
@@ -152,11 +161,33 @@ class SharedVolumeStatus:
 # --- errors ---------------------------------------------------------------------------------
 
 
+class ErrorInfo(WireModel):
+    """A `google.rpc.ErrorInfo` in an error's `details`: `reason` is a stable, machine-readable
+    cause (e.g. `OUT_OF_STOCK`), unlike the message, which is for people."""
+
+    type: str = Field(default="", alias="@type")
+    reason: str = ""
+    domain: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorReason:
+    """Known `ErrorInfo.reason` values (the simulator's; see its Deviations)."""
+
+    OUT_OF_STOCK: Final = "OUT_OF_STOCK"
+
+
+ERROR_INFO_TYPE: Final = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
 class ErrorBody(WireModel):
-    """An error body in grpc-gateway shape: `{"code": <grpc code>, "message": "..."}`."""
+    """An error body in grpc-gateway's `google.rpc.Status` shape:
+    `{"code": <grpc code>, "message": "...", "details": [ErrorInfo, ...]}`. The contract
+    documents no error body at all; clients read it leniently."""
 
     code: int | None = None
     message: str = ""
+    details: list[ErrorInfo] = Field(default_factory=list)
 
 
 # --- cluster configuration ------------------------------------------------------------------
@@ -241,11 +272,15 @@ class AddOnState(WireModel):
 
 
 class AddOnCreateRequest(WireModel):
-    """An add-on to enable at cluster creation."""
+    """An add-on to enable at cluster creation (`GPUClusterCreateRequest.add_ons`)."""
 
     name: str
-    add_on_type: str
+    add_on_type: AddOnType
     config: AddOnConfig | None = None
+
+
+class ClusterAddOnCreateRequest(AddOnCreateRequest):
+    """The body of `POST /v1/compute/clusters/{cluster_id}/addons`."""
 
 
 class AddOnUpdateRequest(WireModel):
@@ -255,13 +290,29 @@ class AddOnUpdateRequest(WireModel):
     config: AddOnConfig | None = None
 
 
+class ClusterAddOnUpdateRequest(WireModel):
+    """The body of `PUT .../addons/{addon_id}`: `config` is merged into the add-on's config."""
+
+    config: AddOnConfig | None = None
+
+
 class AddOnInfo(WireModel):
-    """An enabled add-on as the cluster reports it."""
+    """An add-on: in a cluster's `add_ons` (enabled ones only), or from the add-on endpoints."""
 
     name: str
     add_on_type: str
     config: AddOnConfig = Field(default_factory=AddOnConfig)
     state: AddOnState = Field(default_factory=AddOnState)
+
+
+class ClusterAddOnsListResponse(WireModel):
+    """The body of `GET /v1/compute/clusters/{cluster_id}/addons`."""
+
+    add_ons: list[AddOnInfo] = Field(default_factory=list)
+
+
+class ClusterAddOnDeleteResponse(WireModel):
+    """The body of `DELETE .../addons/{addon_id}`: an empty object."""
 
 
 # --- shared volumes --------------------------------------------------------------------------
@@ -347,7 +398,7 @@ class GPUClusterGPUWorkerNode(WireModel):
     networks: list[str] = Field(default_factory=list)
     phase_transitions: list[NodePhaseTransition] = Field(default_factory=list)
     instance_id: str | None = None
-    latest_remediation: dict[str, Any] | None = None
+    latest_remediation: Remediation | None = None
     slurm_worker_hostname: str | None = None
     marked_for_deletion: bool | None = None
     public_ipv4: str | None = None
