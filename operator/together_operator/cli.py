@@ -152,6 +152,22 @@ def dev_tools(with_helm: bool) -> None:
     help="GPUs in stock for a region and GPU type (default 256 on-demand, 64 preemptible).",
 )
 @click.option("--fault-seed", type=int, help="Seed for probabilistic faults (reproducible runs).")
+@click.option(
+    "--key-account",
+    "key_accounts",
+    multiple=True,
+    metavar="KEY=ACCOUNT",
+    help="Put an API key in an account (repeatable): a key sees only its account's clusters. "
+    "Keys not named share the default account.",
+)
+@click.option(
+    "--list-scope",
+    type=click.Choice(["account", "default-project"]),
+    default="account",
+    show_default=True,
+    help="What a List without projectId shows: the key's whole account, or only its default "
+    "project (the contract allows either).",
+)
 def simulator(
     host: str,
     port: int,
@@ -165,6 +181,8 @@ def simulator(
     drops: tuple[str, ...],
     stock: tuple[str, ...],
     fault_seed: int | None,
+    key_accounts: tuple[str, ...],
+    list_scope: str,
 ) -> None:
     """Serve a simulated Together GPU cluster API (under /v1) and its admin API (/_sim/)."""
     import logging
@@ -184,6 +202,7 @@ def simulator(
         offer = catalog.Catalog()
         for region, gpu_type, gpus, preemptible in map(catalog.parse_stock, stock):
             offer.set_stock(region, gpu_type, gpus=gpus, preemptible_gpus=preemptible)
+        accounts = dict(_key_account(pair) for pair in key_accounts)
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
     logging.basicConfig(
@@ -198,8 +217,17 @@ def simulator(
         tenant_kubeconfig=tenant_kubeconfig,
         faults=injected,
         catalog=offer,
+        accounts=accounts,
+        list_scope=list_scope,
     )
     server.run(config, announce=_progress)
+
+
+def _key_account(pair: str) -> tuple[str, str]:
+    key, _, account = pair.rpartition("=")
+    if not key or not account:
+        raise ValueError(f"--key-account wants KEY=ACCOUNT, got {pair!r}")
+    return key, account
 
 
 @main.command()

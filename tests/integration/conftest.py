@@ -36,6 +36,10 @@ from together_operator.simulator.server import RunningSimulator, SimulatorConfig
 from together_operator.simulator.state import ClusterSummary
 
 API_KEY = "sim-test-key-7f3a9c"  # distinctive, so leak scans can find it
+#: A second key of the same account (the operator's key, rotated) and a key of another one.
+ROTATED_KEY = "sim-test-key-rotated-41be07"
+OTHER_ACCOUNT_KEY = "sim-test-key-elsewhere-9d2c55"
+ALL_KEYS = (API_KEY, ROTATED_KEY, OTHER_ACCOUNT_KEY)
 TENANT_USER = "tenant-admin"
 
 
@@ -91,7 +95,12 @@ def simulator(kube: KubeTarget) -> Iterator[Simulator]:
     """The Together simulator, handing out a kubeconfig that works against the test cluster."""
     tenant = kube.mint_user(TENANT_USER, ["system:masters"], name="tenant")
     running = start_in_thread(
-        SimulatorConfig(api_keys=(API_KEY,), speed=60.0, tenant_kubeconfig=tenant)
+        SimulatorConfig(
+            api_keys=ALL_KEYS,
+            accounts={API_KEY: "main", ROTATED_KEY: "main", OTHER_ACCOUNT_KEY: "other"},
+            speed=60.0,
+            tenant_kubeconfig=tenant,
+        )
     )
     try:
         with SimulatorAdmin(running.admin_url) as admin:

@@ -22,6 +22,8 @@ INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown-gpu-type", {"gpuType": "A100_PCIE"}, 'Unsupported value: "A100_PCIE"'),
     ("unknown-billing-type", {"billingType": "FREE"}, 'Unsupported value: "FREE"'),
     ("unknown-deletion-policy", {"deletionPolicy": "Keep"}, 'Unsupported value: "Keep"'),
+    # A name the API server would refuse for a Secret: refused here, not in a write loop.
+    ("kubeconfig-secret-name", {"kubeconfigSecretName": "My_Kubeconfig"}, "should match"),
     (
         "slurm-without-shm",
         {"clusterType": "SLURM"},

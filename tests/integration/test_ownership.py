@@ -17,6 +17,8 @@ from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import (
     API_KEY,
+    OTHER_ACCOUNT_KEY,
+    ROTATED_KEY,
     GPUClusters,
     OperatorProcess,
     Simulator,
@@ -262,3 +264,104 @@ def _kubeconfig(gpuclusters: GPUClusters, namespace: str, name: str) -> str | No
         return None
     value: str | None = data.get("kubeconfig")
     return value
+
+
+def _own_key_secret(gpuclusters: GPUClusters, namespace: str, key: str) -> None:
+    gpuclusters.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "team-key"}, "stringData": {"apiKey": key}}
+    )
+
+
+def _change_key(gpuclusters: GPUClusters, namespace: str, key: str) -> None:
+    gpuclusters.core.patch_namespaced_secret("team-key", namespace, {"stringData": {"apiKey": key}})
+
+
+def test_an_adopted_cluster_is_not_let_go_because_another_accounts_key_cannot_see_it(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    made = simulator_create(simulator, "made-by-hand")
+    _own_key_secret(gpuclusters, namespace, API_KEY)
+    gpuclusters.create(
+        namespace, "adopted", clusterId=made, credentialsSecretRef={"name": "team-key"}
+    )
+    gpuclusters.wait_condition(namespace, "adopted", "Ready", "True", timeout=60)
+    # The team's Secret now holds a key of another account, to which the cluster is a 404.
+    _change_key(gpuclusters, namespace, OTHER_ACCOUNT_KEY)
+    gpuclusters.delete(namespace, "adopted")
+    gpuclusters.wait_condition(
+        namespace, "adopted", "Stalled", "True", reason="CredentialsChanged", timeout=60
+    )
+    assert gpuclusters.get(namespace, "adopted") is not None, "let go while the cluster runs"
+    assert made in live_ids(simulator)
+    # With the account's key back, the deletion finishes, and the cluster is gone with it.
+    _change_key(gpuclusters, namespace, API_KEY)
+    wait_for(
+        lambda: gpuclusters.get(namespace, "adopted") is None,
+        timeout=60,
+        what="the GPUCluster to be finalized with the right key",
+    )
+    assert made not in live_ids(simulator)
+
+
+def test_a_rotated_key_of_the_same_account_deletes_the_cluster_it_did_not_create(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    _own_key_secret(gpuclusters, namespace, API_KEY)
+    gpuclusters.create(namespace, "rotated", credentialsSecretRef={"name": "team-key"})
+    gpuclusters.wait_condition(namespace, "rotated", "Ready", "True", timeout=60)
+    cluster_id = cluster_id_of(gpuclusters, namespace, "rotated")
+    _change_key(gpuclusters, namespace, ROTATED_KEY)  # the old one is revoked next
+    gpuclusters.delete(namespace, "rotated")
+    wait_for(
+        lambda: gpuclusters.get(namespace, "rotated") is None,
+        timeout=60,
+        what="the deletion to finish with the rotated key",
+    )
+    assert cluster_id not in live_ids(simulator)
+
+
+@pytest.mark.parametrize("scope", ["default-project", "account"])
+def test_a_cluster_in_a_project_is_found_after_a_lost_answer_however_lists_are_scoped(
+    operator: OperatorProcess,
+    simulator: Simulator,
+    gpuclusters: GPUClusters,
+    namespace: str,
+    scope: str,
+) -> None:
+    simulator.admin.set_list_scope(scope)
+    try:
+        creates_before = simulator.admin.request_count(CREATE)
+        simulator.admin.drop(CREATE)  # committed at Together, the answer never arrives
+        gpuclusters.create(namespace, "in-project", projectId="team-p")
+        gpuclusters.wait_condition(namespace, "in-project", "Ready", "True", timeout=90)
+        [made] = simulator.clusters_for(f"{namespace}-in-project")
+        assert made.cluster.project_id == "team-p"
+        assert simulator.admin.request_count(CREATE) - creates_before == 1
+        gpuclusters.delete_and_wait(namespace, "in-project", timeout=60)
+        assert made.cluster.cluster_id not in live_ids(simulator), "its cluster leaked"
+    finally:
+        simulator.admin.set_list_scope("account")
+
+
+def simulator_create(simulator: Simulator, name: str) -> str:
+    """A cluster made outside the operator, with the operator's account key."""
+    import httpx
+
+    body = {
+        "cluster_name": name,
+        "region": "us-central-8",
+        "gpu_type": "H100_SXM",
+        "num_gpus": 8,
+        "billing_type": "ON_DEMAND",
+        "cuda_version": "12.5",
+        "nvidia_driver_version": "555",
+    }
+    answer = httpx.post(
+        f"{simulator.base_url}/v1/compute/clusters",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json=body,
+        timeout=10,
+    )
+    answer.raise_for_status()
+    cluster_id: str = answer.json()["cluster_id"]
+    return cluster_id

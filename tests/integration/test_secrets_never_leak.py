@@ -7,7 +7,13 @@ import json
 
 import yaml
 
-from tests.integration.conftest import API_KEY, GPUClusters, OperatorProcess, Simulator
+from tests.integration.conftest import (
+    ALL_KEYS,
+    API_KEY,
+    GPUClusters,
+    OperatorProcess,
+    Simulator,
+)
 from tests.support import wait_for
 
 BAD_KEY = "leaky-wrong-key-5e1d"
@@ -17,7 +23,7 @@ def secret_fragments(simulator: Simulator) -> list[str]:
     """Strings that must never appear: both keys, and the tenant kubeconfig's credentials."""
     tenant = simulator.tenant_kubeconfig.read_bytes()
     user = yaml.safe_load(tenant)["users"][0]["user"]
-    fragments = [API_KEY, BAD_KEY, base64.b64encode(tenant).decode()[:40]]
+    fragments = [*ALL_KEYS, BAD_KEY, base64.b64encode(tenant).decode()[:40]]
     for field in ("client-key-data", "client-certificate-data"):
         fragments.append(user[field][:40])  # base64 as stored
         fragments.append(base64.b64decode(user[field]).decode().splitlines()[1][:40])  # PEM

@@ -35,6 +35,7 @@ from together_operator.settings import OperatorSettings
 from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.clock import FakeClock
 from together_operator.simulator.server import RunningSimulator, SimulatorConfig, start_in_thread
+from together_operator.together import operations
 from together_operator.together.client import RetryPolicy, TogetherClient
 from together_operator.together.models import (
     GPUClusterInfo,
@@ -52,10 +53,11 @@ SPEC: dict[str, Any] = {
     "cudaVersion": "12.5",
     "nvidiaDriverVersion": "555",
 }
-CREATE, UPDATE, DELETE = (
-    "GPUClusterService_Create",
-    "GPUClusterService_Update",
-    "GPUClusterService_Delete",
+CREATE, UPDATE, DELETE, GET = (
+    operations.CREATE_CLUSTER.id,
+    operations.UPDATE_CLUSTER.id,
+    operations.DELETE_CLUSTER.id,
+    operations.GET_CLUSTER.id,
 )
 FAST_POLL_SECONDS, SLOW_POLL_SECONDS = 0.05, 0.5
 CREATE_GRACE_SECONDS = 30.0  # on the fake clock: elapses only when a test advances it

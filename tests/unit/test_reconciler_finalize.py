@@ -115,3 +115,13 @@ async def test_finalize_does_not_release_on_404_seen_with_a_different_key(
     assert stalled["reason"] == "CredentialsChanged"
     assert key_fingerprint(OTHER_KEY) in stalled["message"]
     assert KEY not in stalled["message"]
+
+
+async def test_orphan_releases_even_a_spec_this_operator_cannot_read(harness: Harness) -> None:
+    unreadable = {**spec(), "gpuType": "A-GPU-FROM-THE-FUTURE"}
+    assert await harness.finalize(unreadable) is not None  # without Orphan: it must wait
+    assert harness.condition("Stalled")["reason"] == "InvalidSpec"
+    assert "deletionPolicy: Orphan" in harness.condition("Stalled")["message"]
+    released = await harness.finalize({**unreadable, "deletionPolicy": "Orphan"})
+    assert released is None
+    assert "Orphaned" in harness.reasons()

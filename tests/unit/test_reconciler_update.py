@@ -8,17 +8,23 @@ import base64
 import pytest
 
 from tests.factories import create_request
+from tests.support import wait_for_async
 from tests.unit.reconciler_harness import (
     CREATE,
     DELETE,
+    GET,
     KEY,
+    NAME,
+    NAMESPACE,
     SCENARIO_TIMEOUT_SECONDS,
     TO_READY_SECONDS,
+    UID,
     UPDATE,
     Harness,
     Simulator,
     spec,
 )
+from together_operator.controller.fleet import key_fingerprint
 from together_operator.gpucluster.plan import MAX_IDENTICAL_UPDATES
 from together_operator.together.client import TogetherClient
 
@@ -114,3 +120,40 @@ async def test_a_settled_object_causes_no_write_however_often_it_is_visited(
         assert revisit is None, "nothing to wait for: only a change wakes it"
     assert harness.kube.writes[settled:] == []
     assert sim.requests(UPDATE) == 0
+
+
+async def test_a_scale_answered_429_a_few_times_is_applied_once_together_takes_it(
+    harness: Harness, sim: Simulator
+) -> None:
+    await harness.create_ready_cluster()
+    sim.admin.fail(429, UPDATE, count=MAX_IDENTICAL_UPDATES, retry_after=0.1)
+    wanted = spec(numGpus=16)
+
+    async def applied() -> bool:
+        await harness.visit(wanted, generation=2)
+        return sim.requests(UPDATE, "200") == 1
+
+    # Refused PUTs are not "accepted": they must not count towards UpdateNotApplied.
+    done: bool = await wait_for_async(
+        applied, timeout=10, interval=0.05, what="the scale to be accepted"
+    )
+    assert done
+    assert sim.requests(UPDATE, "429") == MAX_IDENTICAL_UPDATES
+    assert "UpdateNotApplied" not in harness.reasons()
+    assert harness.condition("Stalled")["status"] == "False"
+
+
+async def test_a_cluster_missing_from_the_list_is_not_looked_up_again_while_a_get_backs_off(
+    harness: Harness, sim: Simulator
+) -> None:
+    # The records name a cluster the List does not show; GETs of it fail.
+    harness.kube.status[(NAMESPACE, NAME)] = {
+        "clusterId": "c-not-listed",
+        "ownership": {"uid": UID, "keyFingerprint": key_fingerprint(KEY)},
+    }
+    sim.admin.fail(503, GET, retry_after=30)
+    for _ in range(5):
+        await harness.visit()
+    assert sim.requests(GET) == 1, "one GET, then the backoff (30 s, as Together asked)"
+    synced = harness.condition("Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "TogetherUnavailable")

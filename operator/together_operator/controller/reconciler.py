@@ -195,6 +195,9 @@ class Reconciler:
             # A failed look (a GET, or a List before a create) backs off like an action.
             failed = self.reporter.failure(obj, memory, error, event, backoff=True)
             return Outcome(failed, synced_at=synced_at)
+        except _HeldBack:
+            assert memory.failure.verdict is not None
+            return Outcome(memory.failure.verdict, synced_at=synced_at)
         own = _own_cluster(was, observed, action)
         if own is not None and observed.key_fingerprint != was.key_fingerprint:
             assert observed.key_fingerprint is not None
@@ -279,6 +282,8 @@ class Reconciler:
             raise InvalidResponse(f"Together lists cluster {cluster_id} but it cannot be read")
         cluster = snapshot.clusters.get(cluster_id)
         now = time.monotonic()
+        if cluster is None and memory.failure.backing_off(now):
+            raise _HeldBack()  # the last look failed: not again before its backoff passed
         if cluster is None and plan.worth_looking_up(
             memory.absent_checked_at, now, self.settings.slow_poll_seconds
         ):
@@ -322,6 +327,10 @@ class Reconciler:
             api_key = memory.api_key  # the Secret went first (namespace deletion, say)
         memory.api_key = api_key
         return self.fleet.observer_for(api_key, spec.project_id)
+
+
+class _HeldBack(Exception):
+    """A look at Together is due but the last one failed and its backoff has not passed."""
 
 
 def _own_cluster(

@@ -236,6 +236,9 @@ def _apiserver_argv(binary: Path, pki: Path, etcd_port: int, port: int) -> list[
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--authorization-mode=RBAC",
         "--allow-privileged=true",
+        # As on OpenShift: setting blockOwnerDeletion needs update on the owner's
+        # finalizers, so tests under the operator's ServiceAccount prove it has that.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
     ]
 
 

@@ -37,6 +37,16 @@ Reading requests
     * `projectId` and `project_id` both filter the lists (grpc-gateway accepts either).
     * `readOnly` fields of `Remediation` sent in a create are ignored.
 
+Accounts and projects
+    * Keys belong to accounts (`--key-account KEY=ACCOUNT`; by default every key shares one):
+      a key sees, changes and deletes only its account's clusters; another account's cluster
+      is a 404, as if it did not exist. Shared volumes are not scoped by account.
+    * A create without `project_id` goes to the default project, `sim-project` ("the project
+      from the request context"). A List with `projectId` shows that project; without, the
+      whole account (`--list-scope account`, the default) or only the default project
+      (`--list-scope default-project`): the contract allows either reading, so the operator
+      is tested against both.
+
 Rules
     * Enforced as the prose states them: required fields (`cluster_config.load_balancer` too),
       enums, `num_gpus` and preemptible and capacity-pool GPUs in multiples of 8, capacity-pool

@@ -146,6 +146,10 @@ class SimulatorAdmin:
             payload["preemptible_gpus"] = preemptible_gpus
         return dict(self._send("PUT", "/stock", payload))
 
+    def set_list_scope(self, scope: str) -> None:
+        """What a List without projectId shows: "account" or "default-project"."""
+        self._send("PUT", "/list-scope", {"list_scope": scope})
+
     # --- faults ------------------------------------------------------------------------------
 
     def fail(

@@ -32,13 +32,14 @@ Operations are named by the contract's operationId (`*` = every operation).
     GET    /_sim/stock                           stock per region and GPU type
     PUT    /_sim/stock                           {"region", "gpu_type", "gpus"?,
                                                   "preemptible_gpus"?}
+    PUT    /_sim/list-scope                      {"list_scope": "account" | "default-project"}
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -229,6 +230,18 @@ async def admin_set_stock(request: web.Request) -> web.Response:
     return web.json_response({"region": payload.region, "gpu_type": payload.gpu_type, **stock})
 
 
+class ListScopePayload(_AdminPayload):
+    """`PUT /_sim/list-scope`: what a List without projectId shows (see the deviations)."""
+
+    list_scope: Literal["account", "default-project"]
+
+
+async def admin_set_list_scope(request: web.Request) -> web.Response:
+    payload = await _admin_payload(request, ListScopePayload)
+    _state(request).list_scope = payload.list_scope
+    return web.json_response({"list_scope": payload.list_scope})
+
+
 _CLUSTER: Final = "/_sim/clusters/{cluster_id}"
 ADMIN_ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("GET", "/_sim/health", admin_health),
@@ -248,4 +261,5 @@ ADMIN_ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("POST", _CLUSTER + "/remediations/{remediation_id}/fail", admin_fail_remediation),
     ("GET", "/_sim/stock", admin_get_stock),
     ("PUT", "/_sim/stock", admin_set_stock),
+    ("PUT", "/_sim/list-scope", admin_set_list_scope),
 ]

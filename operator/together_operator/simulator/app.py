@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -22,13 +22,14 @@ from together_operator.simulator.admin_api import ADMIN_ROUTES, FAULTS, REQUEST_
 from together_operator.simulator.api import API_ROUTES, STATE, Handler
 from together_operator.simulator.errors import ApiError, error_body, error_info
 from together_operator.simulator.faults import Faults
-from together_operator.simulator.state import CloudState
+from together_operator.simulator.state import DEFAULT_ACCOUNT, CloudState, caller_account
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("together_operator.simulator.access")
 
 OPERATIONS: Final = web.AppKey("operations", dict)
 API_KEYS: Final = web.AppKey("api_keys", tuple)
+ACCOUNTS: Final = web.AppKey("accounts", dict)
 OPERATION: Final = web.RequestKey("operation", str)
 WAS_DROPPED: Final = web.RequestKey("was_dropped", bool)
 
@@ -120,7 +121,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     valid = [hmac.compare_digest(token.encode(), key.encode()) for key in request.app[API_KEYS]]
     if not any(valid):
         return _error(401, "invalid API key")
-    return await handler(request)
+    account = request.app[ACCOUNTS].get(token, DEFAULT_ACCOUNT)
+    reset = caller_account.set(account)
+    try:
+        return await handler(request)
+    finally:
+        caller_account.reset(reset)
 
 
 @web.middleware
@@ -156,7 +162,13 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
-def build_app(*, state: CloudState, faults: Faults, api_keys: Iterable[str]) -> web.Application:
+def build_app(
+    *,
+    state: CloudState,
+    faults: Faults,
+    api_keys: Iterable[str],
+    accounts: Mapping[str, str] | None = None,
+) -> web.Application:
     """The aiohttp application serving the API under `/v1` and the admin API under `/_sim/`."""
     keys = tuple(api_keys)
     if not keys:
@@ -165,6 +177,8 @@ def build_app(*, state: CloudState, faults: Faults, api_keys: Iterable[str]) -> 
     app[STATE] = state
     app[FAULTS] = faults
     app[API_KEYS] = keys
+    # key -> account; a key not named here belongs to the default account.
+    app[ACCOUNTS] = dict(accounts or {})
     app[REQUEST_COUNTS] = Counter()
     route_operations: dict[web.AbstractRoute, str] = {}
     for operation, handler in API_ROUTES.items():

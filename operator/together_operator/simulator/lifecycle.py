@@ -122,6 +122,8 @@ class ClusterRecord(BaseModel):
 
     info: GPUClusterInfo
     sequence: int
+    #: The account the cluster belongs to: only keys of that account see it.
+    account: str = "default"
     plan: list[PlannedPhase] = Field(default_factory=list)
     preemptible_node_ids: list[str] = Field(default_factory=list)
     next_preemptible_step_at: datetime | None = None

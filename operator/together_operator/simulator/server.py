@@ -42,6 +42,11 @@ class SimulatorConfig:
     catalog: Catalog = field(default_factory=Catalog)
     # How IDs are made (random UUIDs); a test may count instead, to be repeatable.
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    #: API key -> account: a key sees only its account's clusters (unnamed keys share one).
+    accounts: dict[str, str] = field(default_factory=dict)
+    #: "account" (every project of the key's account) or "default-project" (an unfiltered
+    #: List shows only the key's default project): see the deviations.
+    list_scope: str = "account"
 
 
 def build_simulator_app(config: SimulatorConfig, clock: Clock | None = None) -> web.Application:
@@ -58,8 +63,11 @@ def build_simulator_app(config: SimulatorConfig, clock: Clock | None = None) -> 
         state_file=config.state_file,
         tenant_kubeconfig=tenant_kubeconfig,
         new_id=config.new_id,
+        list_scope=config.list_scope,
     )
-    return build_app(state=state, faults=config.faults, api_keys=config.api_keys)
+    return build_app(
+        state=state, faults=config.faults, api_keys=config.api_keys, accounts=config.accounts
+    )
 
 
 def run(config: SimulatorConfig, announce: Callable[[str], None] = print) -> None:

@@ -14,6 +14,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeVar
@@ -51,6 +52,10 @@ from together_operator.together.models import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROJECT_ID: Final = "sim-project"
+DEFAULT_ACCOUNT: Final = "default"
+#: The account of the API request being served (set by the app from its key); None for the
+#: admin API, which sees every account.
+caller_account: ContextVar[str | None] = ContextVar("caller_account", default=None)
 # Phases during which an inline shared volume is still being made.
 _BEFORE_VOLUME: Final = frozenset(
     {
@@ -93,6 +98,7 @@ class CloudState:
         state_file: Path | None = None,
         tenant_kubeconfig: str | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        list_scope: str = "account",
     ) -> None:
         self.catalog = catalog
         self.clock = clock
@@ -100,6 +106,9 @@ class CloudState:
         self._state_file = state_file
         self._tenant_kubeconfig = tenant_kubeconfig
         self._new_id = new_id
+        #: "account": an unfiltered List shows every project of the account;
+        #: "default-project": only the key's default project (see the deviations).
+        self.list_scope = list_scope
         snapshot = Snapshot()
         if state_file is not None and state_file.exists():
             snapshot = Snapshot.model_validate_json(state_file.read_text())
@@ -171,6 +180,11 @@ class CloudState:
     def _live(self) -> list[ClusterRecord]:
         return [r for r in self._clusters.values() if not r.deleted]
 
+    def _visible(self) -> list[ClusterRecord]:
+        """Live clusters of the caller's account (every account for the admin API)."""
+        account = caller_account.get()
+        return [r for r in self._live() if account is None or r.account == account]
+
     def _used_gpus(self, region: str, gpu_type: str, *, excluding: str = "") -> int:
         return sum(
             r.info.num_gpus
@@ -204,10 +218,12 @@ class CloudState:
     def list_clusters(self, project_id: str | None = None) -> GPUClusters:
         """Live clusters (Deleting included), optionally of one project."""
         self.advance()
+        if project_id is None and self.list_scope == "default-project":
+            project_id = DEFAULT_PROJECT_ID  # the key's default project (a deviation option)
         return GPUClusters(
             clusters=[
                 self._view(r)
-                for r in self._live()
+                for r in self._visible()
                 if project_id is None or r.info.project_id == project_id
             ]
         )
@@ -252,6 +268,7 @@ class CloudState:
         record = ClusterRecord(
             info=info,
             sequence=len(self._clusters),
+            account=caller_account.get() or DEFAULT_ACCOUNT,
             plan=lifecycle.plan_creation(
                 now, self.timings, request.reservation_start_time, shared_volume=bool(volume_ids)
             ),
@@ -308,7 +325,8 @@ class CloudState:
 
     def _record(self, cluster_id: str) -> ClusterRecord:
         record = self._clusters.get(cluster_id)
-        if record is None or record.deleted:
+        account = caller_account.get()
+        if record is None or record.deleted or account not in (None, record.account):
             raise NotFound(f"cluster {cluster_id} not found")
         return record
 
