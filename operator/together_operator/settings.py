@@ -56,6 +56,13 @@ class OperatorSettings(BaseSettings):
         validation_alias="TOGETHER_OPERATOR_LEASE_NAME",
         description="Name of the Lease; instances that must not act together share it.",
     )
+    lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        validation_alias="TOGETHER_OPERATOR_LEASE_SECONDS",
+        description="How long the Lease holds without renewal: how long a successor waits "
+        "after an instance dies without letting go. Renewed every third of it.",
+    )
     fast_poll_seconds: float = Field(
         default=5.0,
         gt=0,

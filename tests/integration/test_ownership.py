@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +311,10 @@ def test_a_rotated_key_of_the_same_account_deletes_the_cluster_it_did_not_create
     gpuclusters.create(namespace, "rotated", credentialsSecretRef={"name": "team-key"})
     gpuclusters.wait_condition(namespace, "rotated", "Ready", "True", timeout=60)
     cluster_id = cluster_id_of(gpuclusters, namespace, "rotated")
-    _change_key(gpuclusters, namespace, ROTATED_KEY)  # the old one is revoked next
+    _change_key(gpuclusters, namespace, ROTATED_KEY)
+    # The old key is revoked: wait until no cached copy of it can be used (the key cache
+    # lives 1 s in these tests), so that the whole deletion runs with the rotated key.
+    time.sleep(2.0)
     gpuclusters.delete(namespace, "rotated")
     wait_for(
         lambda: gpuclusters.get(namespace, "rotated") is None,

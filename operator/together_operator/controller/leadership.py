@@ -60,16 +60,29 @@ class Leadership:
     namespace: str
     name: str
     identity: str
-    duration_seconds: int = 15
-    renew_seconds: float = 5.0
-    retry_seconds: float = 2.0
+    duration_seconds: float = 15.0
     clock: Callable[[], datetime.datetime] = _now
 
     @classmethod
     def for_api_client(
-        cls, api_client: Any, namespace: str, name: str, identity: str
+        cls,
+        api_client: Any,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        duration_seconds: float = 15.0,
     ) -> Leadership:
-        return cls(client.CoordinationV1Api(api_client), namespace, name, identity)
+        coordination = client.CoordinationV1Api(api_client)
+        return cls(coordination, namespace, name, identity, duration_seconds)
+
+    @property
+    def renew_seconds(self) -> float:
+        return self.duration_seconds / 3
+
+    @property
+    def retry_seconds(self) -> float:
+        return min(2.0, self.duration_seconds / 3)
 
     async def acquire(self) -> None:
         """Return once this instance holds the Lease (waiting for the holder to let go or
@@ -143,7 +156,7 @@ class Leadership:
             spec.lease_transitions = (spec.lease_transitions or 0) + 1
             spec.acquire_time = now
         spec.holder_identity = self.identity
-        spec.lease_duration_seconds = self.duration_seconds
+        spec.lease_duration_seconds = round(self.duration_seconds)
         spec.renew_time = now
         try:
             # The read resourceVersion travels with the object: a concurrent taker gets 409.
@@ -168,7 +181,7 @@ class Leadership:
             metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
             spec=client.V1LeaseSpec(
                 holder_identity=self.identity,
-                lease_duration_seconds=self.duration_seconds,
+                lease_duration_seconds=round(self.duration_seconds),
                 acquire_time=now,
                 renew_time=now,
                 lease_transitions=0,

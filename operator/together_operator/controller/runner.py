@@ -85,6 +85,7 @@ async def _run(settings: OperatorSettings, liveness_port: int | None) -> bool:
             settings.lease_namespace or default_lease_namespace(),
             settings.lease_name,
             instance_identity(),
+            duration_seconds=settings.lease_seconds,
         )
         await _until_stopped(leadership.acquire(), stop)
         if stop.is_set():
