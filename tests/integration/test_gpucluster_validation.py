@@ -172,3 +172,24 @@ def test_mutable_fields_can_change(gpuclusters: GPUClusters, namespace: str) -> 
     assert obj is not None
     assert obj["spec"]["numGpus"] == 32
     assert obj["metadata"]["generation"] == 2
+
+
+def test_an_add_on_keeps_its_type_and_add_ons_can_otherwise_change(
+    gpuclusters: GPUClusters, namespace: str
+) -> None:
+    lamp = {"name": "lamp", "addOnType": "headlamp", "config": {"headlamp": {"enabled": True}}}
+    gpuclusters.create(namespace, "addons", addOns=[lamp])
+    with pytest.raises(ApiException) as rejected:
+        gpuclusters.patch_spec(namespace, "addons", {"addOns": [{**lamp, "addOnType": "ingress"}]})
+    assert rejected.value.status == 422
+    assert "the addOnType of an add-on cannot change" in rejection_message(rejected.value)
+
+    # Another name is another add-on; disabling, removing and adding all pass.
+    renamed = {"name": "gate", "addOnType": "ingress"}
+    off = {**lamp, "config": {"headlamp": {"enabled": False}}}
+    for add_ons in ([off, renamed], [renamed], []):
+        gpuclusters.patch_spec(namespace, "addons", {"addOns": add_ons})
+    obj = gpuclusters.get(namespace, "addons")
+    assert obj is not None
+    assert obj["spec"]["addOns"] == []
+    assert obj["metadata"]["generation"] == 4

@@ -342,11 +342,12 @@ class Harness:
         what: str,
         spec: Mapping[str, Any] = SPEC,
         within: float = 5.0,
+        generation: int = 1,
     ) -> None:
         """Visit every 50 ms (as resyncs would) until ``done()``; fail after ``within``."""
 
         async def visited() -> bool:
-            await self.visit(spec)
+            await self.visit(spec, generation)
             return done()
 
         reached: bool = await wait_for_async(visited, timeout=within, interval=0.05, what=what)
@@ -357,13 +358,13 @@ class Harness:
         assert self._fleet is not None, "only after Harness.start"
         await self._fleet.observer_for(KEY).refresh()
 
-    async def create_ready_cluster(self) -> str:
+    async def create_ready_cluster(self, spec: Mapping[str, Any] = SPEC) -> str:
         """Let the reconciler create the cluster, then bring it to Ready; its ID."""
-        await self.visit()
+        await self.visit(spec)
         cluster_id: str = self.status()["clusterId"]
         self.sim.advance(TO_READY_SECONDS)
         await self.fresh_list()
-        await self.visit()
+        await self.visit(spec)
         assert self.condition("Ready")["status"] == "True", self.status()
         return cluster_id
 

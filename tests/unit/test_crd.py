@@ -11,6 +11,7 @@ import yaml
 from together_operator import __version__
 from together_operator.gpucluster.crd import crd_manifest, crd_yaml
 from together_operator.gpucluster.spec import (
+    ADD_ON_TYPE_RULE,
     IMMUTABLE_FIELDS,
     GPUClusterSpec,
     operator_fields,
@@ -86,7 +87,9 @@ def test_mutability_is_declared_once_and_drives_rules_diff_and_create() -> None:
         "spec"
     ]["x-kubernetes-validations"]
     immutable = {
-        r["rule"].split("has(self.")[1].split(")")[0] for r in rules if "oldSelf" in r["rule"]
+        r["rule"].split("has(self.")[1].split(")")[0]
+        for r in rules
+        if "oldSelf" in r["rule"] and r != ADD_ON_TYPE_RULE
     }
     assert immutable == {*IMMUTABLE_FIELDS, "clusterId"}
     assert set(updatable_fields()) == {

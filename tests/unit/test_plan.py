@@ -9,6 +9,7 @@ import pytest
 
 from tests.factories import cluster_info, gpucluster_spec
 from together_operator.gpucluster import plan
+from together_operator.gpucluster.compare import differs
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GPUClusterSpec
 from together_operator.together.models import GPUClusterInfo
@@ -420,8 +421,8 @@ def test_false_and_omitted_config_values_are_the_same() -> None:
         quiet, recorded=plan.Recorded("c-1"), observed=plan.Observation(cluster=observed)
     )
     assert isinstance(action, plan.InSync)
-    assert plan.differs({"a": True}, {}) is True
-    assert plan.differs({"a": False}, {"a": True}) is True
+    assert differs({"a": True}, {}) is True
+    assert differs({"a": False}, {"a": True}) is True
 
 
 def test_an_object_is_revisited_on_a_timer_only_when_no_change_would_wake_it() -> None:

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from contextlib import suppress
 
 from together_operator.controller.fleet import FleetObserver
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.controller.records import Records
-from together_operator.gpucluster import plan
+from together_operator.gpucluster import addons, plan
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.status import Verdict
-from together_operator.together.errors import AmbiguousCreate, NotFound, ServerError, TogetherError
+from together_operator.together.errors import (
+    AlreadyExists,
+    AmbiguousCreate,
+    NotFound,
+    ServerError,
+    TogetherError,
+)
 from together_operator.together.models import GPUClusterInfo
 
 Performed = tuple[GPUClusterInfo | None, Verdict]
@@ -69,6 +76,8 @@ class Actions:
                 return cluster, Verdict.for_cluster(cluster)
             case plan.Update():
                 return await self._update(memory, action, observer, event)
+            case plan.ChangeAddOns():
+                return await self._change_add_ons(memory, action, observer, event)
             case plan.Create():
                 return await self._create(obj, memory, action, observer, event)
 
@@ -76,9 +85,7 @@ class Actions:
         self, memory: ObjectMemory, action: plan.Update, observer: FleetObserver, event: EventFn
     ) -> Performed:
         cluster = await observer.client.update_cluster(action.cluster_id, action.request)
-        # Counted once Together accepted it: a refused or unanswered PUT is not "accepted".
-        accepted, _ = memory.accepted_updates.get(action.body, (0, self._now()))
-        memory.accepted_updates[action.body] = (accepted + 1, self._now())
+        self._count_accepted(memory, action.body)
         observer.remember(cluster)
         observer.hurry()
         memory.failure.clear()
@@ -87,6 +94,46 @@ class Actions:
             "Normal", Reason.UPDATING, f"asked Together to apply {changed} to {action.cluster_id}"
         )
         return cluster, Verdict.progressing(Reason.UPDATING, f"applying {changed}")
+
+    async def _change_add_ons(
+        self,
+        memory: ObjectMemory,
+        action: plan.ChangeAddOns,
+        observer: FleetObserver,
+        event: EventFn,
+    ) -> Performed:
+        client, cluster_id = observer.client, action.cluster_id
+        known = {a.name: a for a in memory.add_ons.listed or ()}
+        try:
+            for step in action.steps:
+                match step:
+                    case addons.RemoveAddOn(name):
+                        with suppress(NotFound):  # gone already: what was asked
+                            await client.delete_add_on(cluster_id, name)
+                        known.pop(name, None)
+                    case addons.AddAddOn(request):
+                        # Made meanwhile (an answer of ours lost, or by someone else): the
+                        # listing that confirms these steps judges it.
+                        with suppress(AlreadyExists):
+                            known[request.name] = await client.create_add_on(cluster_id, request)
+                    case addons.ChangeAddOn(name, request):
+                        known[name] = await client.update_add_on(cluster_id, name, request)
+        finally:
+            # What the calls answered, until a listing on the next visit confirms it.
+            memory.add_ons.listed = tuple(known.values())
+            memory.add_ons.listed_at_digest = None
+        self._count_accepted(memory, action.body)
+        memory.failure.clear()
+        observer.hurry()  # the cluster's own add_ons change with enabled add-ons
+        memory.doorbell.set()  # confirm at once
+        changed = ", ".join(action.changed)
+        event("Normal", Reason.UPDATING_ADD_ONS, f"add-ons of {cluster_id}: {changed}")
+        return None, Verdict.progressing(Reason.UPDATING_ADD_ONS, f"add-ons: {changed}")
+
+    def _count_accepted(self, memory: ObjectMemory, body: str) -> None:
+        # Counted once Together accepted it: a refused or unanswered request is not.
+        accepted, _ = memory.accepted_updates.get(body, (0, self._now()))
+        memory.accepted_updates[body] = (accepted + 1, self._now())
 
     async def _create(
         self,

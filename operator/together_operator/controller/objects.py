@@ -16,6 +16,7 @@ from typing import Any
 from together_operator.gpucluster.plan import Incarnation
 from together_operator.gpucluster.spec import GROUP, KIND, VERSION
 from together_operator.gpucluster.status import Verdict
+from together_operator.together.models import AddOnInfo
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -127,6 +128,22 @@ class SecretMemory:
 
 
 @dataclass
+class AddOnMemory:
+    """The cluster's add-ons as last listed, and what status last said the object manages."""
+
+    #: Every add-on, disabled ones included, as last listed.
+    listed: tuple[AddOnInfo, ...] | None = None
+    #: What the cluster itself reported of its add-ons at that listing (``addons.
+    #: reported_digest``): the listing is good while the cluster reports the same.
+    listed_at_digest: str | None = None
+    #: The names last shown as managed (newer than the object's status until it is seen).
+    managed: frozenset[str] | None = None
+
+    def forget_listing(self) -> None:
+        self.listed, self.listed_at_digest = None, None
+
+
+@dataclass
 class ObjectMemory:
     """What the operator remembers about one GPUCluster between visits (per process).
 
@@ -159,3 +176,4 @@ class ObjectMemory:
     #: The credentials Secret the object named last (to let go of it when that changes).
     credentials_secret: str | None = None
     seen_phases: set[tuple[str, str]] | None = None
+    add_ons: AddOnMemory = field(default_factory=AddOnMemory)

@@ -30,15 +30,15 @@ from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.controller.records import Records, StaleObject, recorded
 from together_operator.controller.reporting import Outcome, Reporter
-from together_operator.gpucluster import plan
+from together_operator.gpucluster import addons, plan
 from together_operator.gpucluster.reasons import Reason
-from together_operator.gpucluster.spec import GPUClusterSpec
+from together_operator.gpucluster.spec import AddOnStatus, GPUClusterSpec
 from together_operator.gpucluster.status import Verdict
 from together_operator.settings import OperatorSettings
 from together_operator.together.backoff import BackoffPolicy
 from together_operator.together.client import cluster_or_none
 from together_operator.together.errors import InvalidResponse, TogetherError
-from together_operator.together.models import GPUClusterInfo
+from together_operator.together.models import AddOnInfo, GPUClusterInfo
 
 __all__ = ["EventFn", "GPUClusterObject", "ObjectMemory", "Reconciler"]
 
@@ -218,7 +218,20 @@ class Reconciler:
             verdict = verdict.with_list_error(observer.error)
         cluster = cluster or own  # waiting or stalled still shows Together's view of its own
         conflict = await self._publisher.publish(obj.owner, spec, cluster, memory.secret, event)
-        return Outcome(verdict.unless_secret_conflict(conflict), cluster, synced_at)
+        shown = None if cluster is None else self._add_on_statuses(memory, spec, was, cluster)
+        return Outcome(verdict.unless_secret_conflict(conflict), cluster, synced_at, shown)
+
+    @staticmethod
+    def _add_on_statuses(
+        memory: ObjectMemory, spec: GPUClusterSpec, was: plan.Recorded, cluster: GPUClusterInfo
+    ) -> list[AddOnStatus]:
+        """``status.addOns``; what they show as managed is remembered (the object's status
+        catches up only once the write is seen)."""
+        known = memory.add_ons
+        managed = addons.managed_names(spec, was.managed_add_ons)
+        shown = addons.statuses(cluster, known.listed, managed)
+        known.managed = addons.still_managed(shown, was.managed_add_ons, listed=known.listed)
+        return shown
 
     async def _let_go_of_old_credentials(
         self, obj: GPUClusterObject, memory: ObjectMemory, spec: GPUClusterSpec
@@ -291,7 +304,31 @@ class Reconciler:
             memory.absent_checked_at = now if cluster is None else 0.0
             if cluster is not None:
                 observer.remember(cluster)
-        return plan.Observation(cluster=cluster, fresh=fresh, key_fingerprint=key)
+        add_ons = None
+        if cluster is not None and cluster.cluster_id == was.cluster_id:
+            add_ons = await self._add_ons(memory, spec, was, observer, cluster)
+        return plan.Observation(cluster=cluster, fresh=fresh, key_fingerprint=key, add_ons=add_ons)
+
+    async def _add_ons(
+        self,
+        memory: ObjectMemory,
+        spec: GPUClusterSpec,
+        was: plan.Recorded,
+        observer: FleetObserver,
+        cluster: GPUClusterInfo,
+    ) -> tuple[AddOnInfo, ...] | None:
+        """Every add-on of the object's own cluster, when it manages some and the cluster is
+        settled; listed again only when what the cluster reports of them has changed."""
+        if not addons.worth_listing(spec, was.managed_add_ons):
+            return None
+        if cluster.status not in plan.UPDATABLE_STATES:
+            return None
+        digest = addons.reported_digest(cluster)
+        known = memory.add_ons
+        if known.listed is None or known.listed_at_digest != digest:
+            known.listed = tuple(await observer.client.list_add_ons(cluster.cluster_id))
+            known.listed_at_digest = digest
+        return known.listed
 
     def _watch(
         self,

@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.objects import GPUClusterObject, ObjectMemory, parse_time
+from together_operator.gpucluster import addons
 from together_operator.gpucluster.plan import Recorded
 from together_operator.gpucluster.spec import GROUP
 from together_operator.gpucluster.status import rfc3339
@@ -76,6 +77,11 @@ def recorded(obj: GPUClusterObject, memory: ObjectMemory) -> Recorded:
         key_fingerprint=memory.key_fingerprint or ownership.get("keyFingerprint"),
         delete_accepted=memory.delete_accepted or bool(ownership.get("deleteAcceptedAt")),
         legacy_intent=legacy_intent,
+        managed_add_ons=(
+            memory.add_ons.managed
+            if memory.add_ons.managed is not None
+            else addons.recorded_managed(obj.status.get("addOns") if ownership else None)
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.gpucluster.plan import STALLED_RETRY_SECONDS
 from together_operator.gpucluster.reasons import Reason, reason_of
-from together_operator.gpucluster.spec import GPUClusterStatus
+from together_operator.gpucluster.spec import AddOnStatus, GPUClusterStatus
 from together_operator.gpucluster.status import (
     Verdict,
     conditions_for,
@@ -43,6 +43,8 @@ class Outcome:
     cluster: GPUClusterInfo | None = None
     #: Wall-clock time of the List the decision was based on.
     synced_at: float | None = None
+    #: ``status.addOns``, shown with the cluster.
+    add_ons: list[AddOnStatus] | None = None
 
 
 class Reporter:
@@ -75,6 +77,7 @@ class Reporter:
             wanted = mirror_cluster(outcome.cluster).model_copy(
                 update={"observed_generation": obj.generation}
             )
+            wanted.add_ons = outcome.add_ons or None
             self._phase_events(obj, memory, outcome.cluster, event)
             secret_name = obj.spec.get("kubeconfigSecretName") or f"{obj.name}-kubeconfig"
             if memory.secret.written_to == secret_name:

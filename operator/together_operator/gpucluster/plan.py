@@ -2,9 +2,9 @@
 
 Inputs are the desired spec, what the operator has recorded on the object (cluster ID, create
 intent, key fingerprint), what it remembers of its own recent attempts, and what Together
-reports. The output is exactly one of: create, adopt, update, wait, hold (back off), look
-again (before a create), stall, or nothing to do. Every branch that could double-create a
-cluster ends in a stall with an instruction for a person instead of a guess.
+reports. The output is exactly one of: create, adopt, update, change add-ons, wait, hold
+(back off), look again (before a create), stall, or nothing to do. Every branch that could
+double-create a cluster ends in a stall with an instruction for a person instead of a guess.
 
 The create decision is made here, in :func:`plan_action`; deletion is decided in
 :mod:`together_operator.gpucluster.deletion`. Both share :func:`unresolved_create`.
@@ -18,13 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from together_operator.gpucluster import addons
+from together_operator.gpucluster.compare import as_json, differs
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GPUClusterSpec, operator_fields, updatable_fields
 from together_operator.together.models import (
     AddOnCreateRequest,
-    AddOnUpdateRequest,
+    AddOnInfo,
     ClusterStatus,
     GPUClusterCreateRequest,
     GPUClusterInfo,
@@ -153,6 +155,9 @@ class Recorded:
     delete_accepted: bool = False
     #: An operator before records moved into status began a create: its name is not known.
     legacy_intent: bool = False
+    #: Add-ons the spec named before (``status.addOns[].managed``): removed when it no
+    #: longer does.
+    managed_add_ons: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,9 @@ class Observation:
     same_name: list[GPUClusterInfo] = field(default_factory=list)
     fresh: bool = False
     key_fingerprint: str | None = None
+    #: Every add-on of ``cluster``, disabled ones included; None when not listed (the
+    #: object manages none, or the cluster is not settled).
+    add_ons: Sequence[AddOnInfo] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,23 @@ class Update:
 
 
 @dataclass(frozen=True)
+class ChangeAddOns:
+    """Add, change and remove add-ons of ``cluster_id``, in this order."""
+
+    cluster_id: str
+    steps: tuple[addons.AddOnStep, ...]
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        return tuple(step.says for step in self.steps)
+
+    @property
+    def body(self) -> str:
+        """The steps as text: what identical-update counting compares."""
+        return repr(self.steps)
+
+
+@dataclass(frozen=True)
 class Wait:
     """Nothing to do until Together (or time) moves on."""
 
@@ -237,7 +262,7 @@ class Stall:
 class Hold:
     """An action is due but its backoff has not elapsed: keep the last verdict."""
 
-    postponed: Create | Adopt | Update
+    postponed: Create | Adopt | Update | ChangeAddOns
 
 
 @dataclass(frozen=True)
@@ -258,7 +283,9 @@ class InSync:
     cluster: GPUClusterInfo
 
 
-Action = Create | Adopt | Update | Wait | Stall | Hold | LookAgain | ForgetCreate | InSync
+Action = (
+    Create | Adopt | Update | ChangeAddOns | Wait | Stall | Hold | LookAgain | ForgetCreate | InSync
+)
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -362,7 +389,7 @@ def plan_action(
 def _gate(action: Action, attempts: Attempts, now: datetime.datetime) -> Action:
     """Apply the operator's own memory: backoff after a failure, and the limit on updates
     Together accepts but never applies (tried again after a while: capacity may have come)."""
-    if isinstance(action, Update):
+    if isinstance(action, Update | ChangeAddOns):
         accepted, last = attempts.accepted_updates.get(action.body, (0, now))
         waited = (now - last).total_seconds() >= STALLED_RETRY_SECONDS
         if accepted >= MAX_IDENTICAL_UPDATES and not waited:
@@ -372,7 +399,7 @@ def _gate(action: Action, attempts: Attempts, now: datetime.datetime) -> Action:
                 "reports other values; check the spec against what Together supports, or "
                 "contact Together support",
             )
-    if isinstance(action, Create | Adopt | Update) and attempts.backing_off:
+    if isinstance(action, Create | Adopt | Update | ChangeAddOns) and attempts.backing_off:
         return Hold(action)
     return action
 
@@ -488,14 +515,35 @@ def _plan_known(
             "GPUCluster, then apply it again once the deletion finished",
         )
     request, changed = update_for(spec, cluster)
-    if not changed:
+    action: Update | ChangeAddOns | Stall | None = None
+    if changed:
+        action = Update(cluster_id, request, changed)
+    elif observed.add_ons is not None:
+        action = _plan_add_ons(spec, cluster_id, recorded, observed.add_ons)
+    if action is None:
         return InSync(cluster)
+    if isinstance(action, Stall):
+        return action
     if cluster.status not in UPDATABLE_STATES:
         return Wait(
             Reason.WAITING_FOR_STABLE_CLUSTER,
-            f"{', '.join(changed)} will be applied once the cluster leaves {cluster.status}",
+            f"{', '.join(action.changed)} will be applied once the cluster leaves {cluster.status}",
         )
-    return Update(cluster_id, request, changed)
+    return action
+
+
+def _plan_add_ons(
+    spec: GPUClusterSpec, cluster_id: str, recorded: Recorded, present: Sequence[AddOnInfo]
+) -> ChangeAddOns | Stall | None:
+    steps, conflict = addons.steps_for(spec, present, recorded.managed_add_ons)
+    if conflict is not None:
+        return Stall(
+            Reason.ADD_ON_TYPE_CONFLICT,
+            f"Together cluster {cluster_id} has an add-on named {conflict.name!r} of type "
+            f"{conflict.present}, and spec.addOns asks for a {conflict.wanted}: an add-on "
+            "keeps its type. Give the add-on in the spec another name",
+        )
+    return ChangeAddOns(cluster_id, steps) if steps else None
 
 
 def _plan_unknown(
@@ -552,27 +600,6 @@ def create_request(spec: GPUClusterSpec, cluster_name: str) -> GPUClusterCreateR
     return GPUClusterCreateRequest.model_validate(fields)
 
 
-def _is_unset(value: Any) -> bool:
-    # proto3 servers omit zero values: false, "", 0, empty and the NONE enum mean "unset".
-    return value in (None, False, "", "NONE", {}, [])
-
-
-def differs(wanted: Any, observed: Any) -> bool:
-    """Whether Together's value differs from the spec's, comparing only what the spec sets."""
-    if isinstance(wanted, dict):
-        seen = observed if isinstance(observed, dict) else {}
-        return any(differs(value, seen.get(key)) for key, value in wanted.items())
-    if _is_unset(wanted):
-        return not _is_unset(observed)
-    return bool(wanted != observed)
-
-
-def _as_json(value: Any) -> Any:
-    return (
-        value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else value
-    )
-
-
 def update_for(
     spec: GPUClusterSpec, cluster: GPUClusterInfo
 ) -> tuple[GPUClusterUpdateRequest, tuple[str, ...]]:
@@ -584,24 +611,9 @@ def update_for(
         if wanted is None:
             continue  # the spec leaves it to Together
         if name == "add_ons":
-            updates = _add_on_updates(spec, cluster)
-            if updates:
-                body[name] = updates
-                changed.append(GPUClusterSpec.model_fields[name].alias or name)
-            continue
+            continue  # through the add-on endpoints, which also add, remove and re-enable
         observed = getattr(cluster, role.observed_as or name)
-        if differs(_as_json(wanted), _as_json(observed)):
-            body[name] = _as_json(wanted)
+        if differs(as_json(wanted), as_json(observed)):
+            body[name] = as_json(wanted)
             changed.append(GPUClusterSpec.model_fields[name].alias or name)
     return GPUClusterUpdateRequest.model_validate(body), tuple(changed)
-
-
-def _add_on_updates(spec: GPUClusterSpec, cluster: GPUClusterInfo) -> list[AddOnUpdateRequest]:
-    # Add-ons that Together does not report yet cannot be added by this PUT (it updates
-    # existing add-ons by name); see the README's known limits.
-    observed = {a.name: a.config.model_dump(mode="json") for a in cluster.add_ons}
-    return [
-        AddOnUpdateRequest.model_validate({"name": a.name, "config": a.config})
-        for a in spec.add_ons or []
-        if a.name in observed and differs(a.config or {}, observed[a.name])
-    ]

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     CREATED = "Created"
     ADOPTED = "Adopted"
     UPDATING = "Updating"
+    UPDATING_ADD_ONS = "UpdatingAddOns"
     WAITING_FOR_STABLE_CLUSTER = "WaitingForStableCluster"
     CONFIRMING_CREATE = "ConfirmingCreate"
     WAITING_FOR_TOGETHER = "WaitingForTogether"
@@ -49,6 +50,7 @@ class Reason(StrEnum):
     CLUSTER_CLAIMED = "ClusterClaimedElsewhere"
     LEGACY_CREATE_UNRESOLVED = "LegacyCreateUnresolved"
     UPDATE_NOT_APPLIED = "UpdateNotApplied"
+    ADD_ON_TYPE_CONFLICT = "AddOnTypeConflict"
     KUBECONFIG_SECRET_CONFLICT = "KubeconfigSecretConflict"
     INVALID_KUBECONFIG = "InvalidKubeconfig"
 

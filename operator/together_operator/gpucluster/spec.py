@@ -238,6 +238,14 @@ CROSS_FIELD_RULES: list[JsonValue] = [
     },
 ]
 
+ADD_ON_TYPE_RULE: JsonValue = {
+    # Together's add-on update takes a config only: an add-on keeps its type for life.
+    "rule": "!has(oldSelf.addOns) || !has(self.addOns) || self.addOns.all(a, "
+    "oldSelf.addOns.all(b, b.name != a.name || b.addOnType == a.addOnType))",
+    "message": "the addOnType of an add-on cannot change; to replace it, give the new "
+    "add-on another name",
+}
+
 SET_ONCE_RULE: JsonValue = {
     "rule": "!has(oldSelf.clusterId) || "
     "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)",
@@ -247,9 +255,15 @@ SET_ONCE_RULE: JsonValue = {
 
 def _validations(schema: dict[str, Any], model: type[BaseModel]) -> None:
     """The spec's CEL rules: cross-field checks, then one immutability rule per create-only
-    field (derived from the field markers), then the set-once rule of ``clusterId``."""
+    field (derived from the field markers), then the set-once rule of ``clusterId`` and the
+    add-on type rule."""
     immutable = [_immutable_rule(alias) for alias in create_only_fields(model)]
-    schema["x-kubernetes-validations"] = [*CROSS_FIELD_RULES, *immutable, SET_ONCE_RULE]
+    schema["x-kubernetes-validations"] = [
+        *CROSS_FIELD_RULES,
+        *immutable,
+        SET_ONCE_RULE,
+        ADD_ON_TYPE_RULE,
+    ]
 
 
 class GPUClusterSpec(CamelModel):
@@ -404,6 +418,26 @@ class Condition(CamelModel):
     )
 
 
+class AddOnStatus(CamelModel):
+    """An add-on of the cluster as Together reports it."""
+
+    name: str = Field(description="The add-on's name (its ID at Together).")
+    add_on_type: str = Field(description="What it installs: dashboard, headlamp, ...")
+    state: str = Field(
+        description="Running (Together reports its state), Pending (enabled, not running "
+        "yet) or Disabled."
+    )
+    managed: bool = Field(
+        description="Named in spec.addOns (now or before): the operator changes and removes "
+        "it. An add-on the spec never named is shown, never touched."
+    )
+    config: dict[str, Any] | None = Field(
+        default=None,
+        description="Its config at Together (AddOnConfig).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
 class OwnershipStatus(CamelModel):
     """The operator's records about the Together cluster it manages for this object.
 
@@ -479,6 +513,11 @@ class GPUClusterStatus(CamelModel):
     )
     first_ready_at: str | None = Field(
         default=None, description="When the cluster first became Ready (RFC 3339)."
+    )
+    add_ons: list[AddOnStatus] | None = Field(
+        default=None,
+        description="The cluster's add-ons at Together, enabled or not (listed when the "
+        "spec manages add-ons; otherwise the enabled ones the cluster reports).",
     )
     last_sync_time: str | None = Field(
         default=None,

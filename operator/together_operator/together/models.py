@@ -304,6 +304,18 @@ class AddOnInfo(WireModel):
     config: AddOnConfig = Field(default_factory=AddOnConfig)
     state: AddOnState = Field(default_factory=AddOnState)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether its config's member for its own type says `enabled: true` (the contract:
+        only such add-ons are listed in a cluster's `add_ons`)."""
+        member = getattr(self.config, self.add_on_type, None)
+        return bool(isinstance(member, Toggle) and member.enabled)
+
+    @property
+    def running(self) -> bool:
+        """Whether Together reports its state: the member of its type is set once it runs."""
+        return getattr(self.state, self.add_on_type, None) is not None
+
 
 class ClusterAddOnsListResponse(WireModel):
     """The body of `GET /v1/compute/clusters/{cluster_id}/addons`."""
