@@ -83,6 +83,14 @@ class OperatorSettings(BaseSettings):
         "a safety net: changes at Together and in the spec wake it at once. A look that "
         "finds nothing changed costs no API call and no write.",
     )
+    health_check_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="TOGETHER_OPERATOR_HEALTH_CHECK_SECONDS",
+        description="Read every cluster's health-check alerts this often (one call per "
+        "cluster); 0, the default, reads them only while a cluster shows trouble (a "
+        "remediation open or failed, the cluster Degraded) or an alert fires.",
+    )
     max_concurrent_requests: int = Field(
         default=8,
         ge=1,

@@ -44,6 +44,16 @@ INVALID_MANIFESTS: list[tuple[str, dict[str, Any], str]] = [
         },
         "spec.reservationEndTime must be after spec.reservationStartTime",
     ),
+    (
+        # Kubernetes's date-time would take it; Together's RFC 3339 would not.
+        "reservation-time-without-zone",
+        {
+            "billingType": "SCHEDULED_CAPACITY",
+            "reservationStartTime": "2027-01-01T00:00:00",
+            "reservationEndTime": "2027-01-02T00:00:00Z",
+        },
+        "spec.reservationStartTime in body should match",
+    ),
     ("preemptible-not-multiple-of-8", {"numPreemptibleGpus": 4}, "multiple of 8"),
     (
         "capacity-pool-gpus-without-pool",

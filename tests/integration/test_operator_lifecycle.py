@@ -61,6 +61,7 @@ def test_apply_to_ready_with_usable_secret_then_delete_removes_everything(
         "Synced",
         "Reconciling",
         "Stalled",
+        "NodesHealthy",
     }
 
     # The kubeconfig Secret works: it reaches the (simulated tenant's) API server.

@@ -286,6 +286,8 @@ class Harness:
     memory: ObjectMemory = field(default_factory=ObjectMemory)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     client_type: type[TogetherClient] = TogetherClient
+    #: TOGETHER_OPERATOR_HEALTH_CHECK_SECONDS (0: alerts read only on trouble).
+    health_check_seconds: float = 0.0
     _reconciler: Reconciler | None = None
     _fleet: Fleet | None = None
 
@@ -312,6 +314,7 @@ class Harness:
             create_grace_seconds=CREATE_GRACE_SECONDS,
             credentials_ttl_seconds=0,
             request_timeout_seconds=5,
+            health_check_seconds=self.health_check_seconds,
         )
         self._reconciler = Reconciler(
             self.kube, self._fleet, settings, OperatorMetrics(), clock=self.sim.clock.now
@@ -384,10 +387,13 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running(
-    sim: Simulator, client_type: type[TogetherClient] = TogetherClient
+    sim: Simulator,
+    client_type: type[TogetherClient] = TogetherClient,
+    *,
+    health_check_seconds: float = 0.0,
 ) -> AsyncIterator[Harness]:
     """A started harness, closed whatever happens."""
-    harness = Harness(sim, client_type=client_type)
+    harness = Harness(sim, client_type=client_type, health_check_seconds=health_check_seconds)
     await harness.start()
     try:
         yield harness

@@ -88,6 +88,7 @@ async def test_first_visit_records_the_intent_before_posting_then_the_cluster_id
         "Synced",
         "Reconciling",
         "Stalled",
+        "NodesHealthy",
     }
     assert all(c["observedGeneration"] == 3 for c in status["conditions"])
     assert harness.condition("Ready")["status"] == "False"

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from together_operator.gpucluster.plan import Incarnation
-from together_operator.gpucluster.spec import GROUP, KIND, VERSION
+from together_operator.gpucluster.spec import GROUP, KIND, VERSION, AlertStatus
 from together_operator.gpucluster.status import Verdict
+from together_operator.together.health import PassiveHealthCheckAlert
 from together_operator.together.models import AddOnInfo
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
@@ -144,6 +145,23 @@ class AddOnMemory:
 
 
 @dataclass
+class HealthMemory:
+    """The cluster's alerts as last read, and what was last reported of node health."""
+
+    #: Firing alerts as last read (None: never read by this process).
+    alerts: tuple[PassiveHealthCheckAlert, ...] | None = None
+    #: Why the last read failed (None: it worked, or none was made).
+    error: str | None = None
+    #: Monotonic time of the last read.
+    read_at: float = 0.0
+    #: ``health.trouble`` of the cluster at the last read.
+    trouble: str = ""
+    #: Alerts last shown (for "resolved" events), remediation ID -> state last seen.
+    shown_alerts: list[AlertStatus] | None = None
+    remediation_states: dict[str, str] | None = None
+
+
+@dataclass
 class ObjectMemory:
     """What the operator remembers about one GPUCluster between visits (per process).
 
@@ -177,3 +195,4 @@ class ObjectMemory:
     credentials_secret: str | None = None
     seen_phases: set[tuple[str, str]] | None = None
     add_ons: AddOnMemory = field(default_factory=AddOnMemory)
+    health: HealthMemory = field(default_factory=HealthMemory)

@@ -24,6 +24,7 @@ from together_operator.controller.credentials import (
 )
 from together_operator.controller.finalizer import Finalizer
 from together_operator.controller.fleet import Fleet, FleetObserver, Snapshot
+from together_operator.controller.health_watch import HealthWatch
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.kubeconfig_secret import KubeconfigPublisher, published_digest
 from together_operator.controller.metrics import OperatorMetrics
@@ -73,6 +74,10 @@ class Reconciler:
         self.claims: ClaimIndex = NoClaims()
         self.credentials = Credentials(kube, settings)
         self._publisher = KubeconfigPublisher(kube, recheck_seconds=settings.slow_poll_seconds)
+        self.health = HealthWatch(
+            every_seconds=settings.health_check_seconds,
+            while_troubled_seconds=settings.slow_poll_seconds,
+        )
         self._memories: dict[str, ObjectMemory] = {}
         self._finalizer = Finalizer(self)
         fleet.wake = self.wake
@@ -161,6 +166,7 @@ class Reconciler:
                 ),
                 recheck_seconds=self.settings.credentials_ttl_seconds,
                 foreign_secret_seconds=self.settings.slow_poll_seconds,
+                health_read_in=self.health.read_in(memory.health) if outcome.cluster else None,
             )
 
     async def _reconcile(
@@ -218,8 +224,15 @@ class Reconciler:
             verdict = verdict.with_list_error(observer.error)
         cluster = cluster or own  # waiting or stalled still shows Together's view of its own
         conflict = await self._publisher.publish(obj.owner, spec, cluster, memory.secret, event)
-        shown = None if cluster is None else self._add_on_statuses(memory, spec, was, cluster)
-        return Outcome(verdict.unless_secret_conflict(conflict), cluster, synced_at, shown)
+        if cluster is None:
+            return Outcome(verdict.unless_secret_conflict(conflict), synced_at=synced_at)
+        return Outcome(
+            verdict.unless_secret_conflict(conflict),
+            cluster,
+            synced_at,
+            add_ons=self._add_on_statuses(memory, spec, was, cluster),
+            health=await self.health.look(obj, memory.health, observer.client, cluster, event),
+        )
 
     @staticmethod
     def _add_on_statuses(

@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from together_operator.controller.health_watch import NodeHealth
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
+from together_operator.gpucluster.health import NODES_HEALTHY
 from together_operator.gpucluster.plan import STALLED_RETRY_SECONDS
 from together_operator.gpucluster.reasons import Reason, reason_of
 from together_operator.gpucluster.spec import AddOnStatus, GPUClusterStatus
 from together_operator.gpucluster.status import (
     Verdict,
+    condition,
     conditions_for,
     describe,
     mirror_cluster,
@@ -45,6 +48,8 @@ class Outcome:
     synced_at: float | None = None
     #: ``status.addOns``, shown with the cluster.
     add_ons: list[AddOnStatus] | None = None
+    #: Node health, shown with the cluster.
+    health: NodeHealth | None = None
 
 
 class Reporter:
@@ -78,16 +83,31 @@ class Reporter:
                 update={"observed_generation": obj.generation}
             )
             wanted.add_ons = outcome.add_ons or None
+            if outcome.health is not None:
+                shown = outcome.health.summary
+                wanted.health = shown if shown.model_dump(exclude_none=True) else None
             self._phase_events(obj, memory, outcome.cluster, event)
             secret_name = obj.spec.get("kubeconfigSecretName") or f"{obj.name}-kubeconfig"
             if memory.secret.written_to == secret_name:
                 wanted.kubeconfig_secret_name = secret_name
+        previous = obj.status.get("conditions")
         wanted.conditions = conditions_for(
-            verdict,
-            generation=obj.generation,
-            previous=obj.status.get("conditions"),
-            now=self._now(),
+            verdict, generation=obj.generation, previous=previous, now=self._now()
         )
+        if outcome.health is not None:
+            said = outcome.health.verdict
+            before = next((c for c in previous or [] if c.get("type") == NODES_HEALTHY), None)
+            wanted.conditions.append(
+                condition(
+                    NODES_HEALTHY,
+                    said.status,
+                    said.reason,
+                    said.message,
+                    before=before,
+                    generation=obj.generation,
+                    now=self._now(),
+                )
+            )
         patch = status_patch(obj.status, wanted)
         if not patch:
             return  # nothing changed: no write, no watch event for anyone

@@ -59,7 +59,7 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
         if len(variants) != 1:
             raise ValueError(f"cannot express a union in a structural schema: {node}")
         collapsed = {**_structural(variants[0], definitions)}
-        for key in ("description",):
+        for key in ("description", "pattern"):  # the field's own, set beside the union
             if key in node:
                 collapsed[key] = node[key]
         if node.get("default") is not None:

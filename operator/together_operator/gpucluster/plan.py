@@ -316,11 +316,31 @@ def revisit_after(
     grace_remaining: datetime.timedelta | None,
     recheck_seconds: float,
     foreign_secret_seconds: float,
+    health_read_in: float | None = None,
 ) -> float | None:
     """Seconds until an object must be looked at again on its own, None when only a change
     (at Together, or in its spec) can make a difference: a backoff to wait out, an
     unanswered create to confirm, a Secret a person may be creating or deleting right now,
-    or a stall whose cure nobody announces."""
+    a stall whose cure nobody announces, or alerts due to be read (``health_read_in``)."""
+    own = _revisit_for_reason(
+        reason,
+        backoff_remaining=backoff_remaining,
+        grace_remaining=grace_remaining,
+        recheck_seconds=recheck_seconds,
+        foreign_secret_seconds=foreign_secret_seconds,
+    )
+    waits = [w for w in (own, health_read_in) if w is not None]
+    return min(waits) if waits else None
+
+
+def _revisit_for_reason(
+    reason: Reason,
+    *,
+    backoff_remaining: float,
+    grace_remaining: datetime.timedelta | None,
+    recheck_seconds: float,
+    foreign_secret_seconds: float,
+) -> float | None:
     if backoff_remaining > 0:
         return backoff_remaining
     if grace_remaining is not None:

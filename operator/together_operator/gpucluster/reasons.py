@@ -66,6 +66,18 @@ class Reason(StrEnum):
     INVALID_RESPONSE = errors.InvalidResponse.reason
     TOGETHER_UNREACHABLE = errors.TransportError.reason
 
+    # Node health (the NodesHealthy condition, and events).
+    NODES_HEALTHY = "NodesHealthy"
+    NO_REMEDIATION_OPEN = "NoRemediationOpen"
+    REMEDIATION_NEEDS_APPROVAL = "RemediationNeedsApproval"
+    REMEDIATION_FAILED = "RemediationFailed"
+    HEALTH_ALERTS_FIRING = "HealthAlertsFiring"
+    REMEDIATING = "Remediating"
+    HEALTH_CHECK_FAILED = "HealthCheckFailed"
+    HEALTH_ALERT_FIRING = "HealthAlertFiring"
+    HEALTH_ALERT_RESOLVED = "HealthAlertResolved"
+    REMEDIATION = "Remediation"
+
     # The "nothing wrong" reasons of the Synced, Reconciling and Stalled conditions.
     SYNCED = "Synced"
     SETTLED = "Settled"

@@ -9,11 +9,10 @@ the CRD by :mod:`together_operator.gpucluster.crd`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 from together_operator.together.models import (
@@ -246,6 +245,10 @@ ADD_ON_TYPE_RULE: JsonValue = {
     "add-on another name",
 }
 
+#: Together's date-times are RFC 3339, which requires a zone; Kubernetes's date-time format
+#: alone would also let "2027-01-01T00:00:00" through, which Together refuses.
+RFC3339_WITH_ZONE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$"
+
 SET_ONCE_RULE: JsonValue = {
     "rule": "!has(oldSelf.clusterId) || "
     "(has(self.clusterId) && self.clusterId == oldSelf.clusterId)",
@@ -325,11 +328,17 @@ class GPUClusterSpec(CamelModel):
         "GPUs drawn from the capacity pool: a multiple of 8, not above numGpus; needs "
         "capacityPoolId."
     )
-    reservation_start_time: Annotated[datetime | None, CREATE_ONLY] = Field(
-        default=None, description="Start of the reservation (SCHEDULED_CAPACITY). Immutable."
+    reservation_start_time: Annotated[AwareDatetime | None, CREATE_ONLY] = Field(
+        default=None,
+        description="Start of the reservation (SCHEDULED_CAPACITY), RFC 3339 with a time "
+        "zone (e.g. 2027-01-01T00:00:00Z). Immutable.",
+        json_schema_extra={"pattern": RFC3339_WITH_ZONE},
     )
-    reservation_end_time: Annotated[datetime | None, UPDATABLE] = Field(
-        default=None, description="End of the reservation; when the cluster is decommissioned."
+    reservation_end_time: Annotated[AwareDatetime | None, UPDATABLE] = Field(
+        default=None,
+        description="End of the reservation, when the cluster is decommissioned; RFC 3339 "
+        "with a time zone.",
+        json_schema_extra={"pattern": RFC3339_WITH_ZONE},
     )
     auto_scale: Annotated[bool | None, CREATE_ONLY] = Field(
         default=None,
@@ -408,7 +417,9 @@ class PhaseTransition(CamelModel):
 class Condition(CamelModel):
     """A metav1.Condition."""
 
-    type: str = Field(description="Condition type: Ready, Synced, Reconciling or Stalled.")
+    type: str = Field(
+        description="Condition type: Ready, Synced, Reconciling, Stalled or NodesHealthy."
+    )
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the last transition.")
     message: str = Field(description="Human-readable details.")
@@ -435,6 +446,49 @@ class AddOnStatus(CamelModel):
         default=None,
         description="Its config at Together (AddOnConfig).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class AlertStatus(CamelModel):
+    """A passive health-check alert firing on a node."""
+
+    id: str = Field(description="The alert's ID at Together.")
+    name: str = Field(description="What fired, e.g. GpuXidError.")
+    severity: str = Field(description="INFO, WARNING or CRITICAL.")
+    node: str = Field(description="The node (VM) it fired on.")
+    started_at: str | None = Field(default=None, description="When it started (RFC 3339).")
+    remediation_id: str | None = Field(
+        default=None, description="The remediation Together opened for it, if any."
+    )
+
+
+class RemediationStatus(CamelModel):
+    """A node's latest remediation, while open or after it failed."""
+
+    node: str = Field(description="The node's host name.")
+    id: str = Field(description="The remediation's ID at Together.")
+    state: str = Field(
+        description="PENDING_APPROVAL (a person must approve or reject it at Together), "
+        "PENDING, QUARANTINING, QUARANTINED, RUNNING or FAILED."
+    )
+    mode: str | None = Field(default=None, description="How it is carried out, e.g. REBOOT_VM.")
+    trigger: str | None = Field(default=None, description="MANUAL or AUTOMATED.")
+    message: str | None = Field(default=None, description="Its error or reason.")
+
+
+class NodeHealthStatus(CamelModel):
+    """Node health at Together (see the NodesHealthy condition)."""
+
+    firing_alerts: int | None = Field(
+        default=None,
+        description="Health-check alerts firing, as last read (absent: not read; alerts are "
+        "read when the cluster shows trouble, or on the operator's health-check timer).",
+    )
+    alerts: list[AlertStatus] | None = Field(
+        default=None, description="The newest firing alerts (at most 10)."
+    )
+    remediations: list[RemediationStatus] | None = Field(
+        default=None, description="Nodes' latest remediations that are open or failed."
     )
 
 
@@ -519,6 +573,9 @@ class GPUClusterStatus(CamelModel):
         description="The cluster's add-ons at Together, enabled or not (listed when the "
         "spec manages add-ons; otherwise the enabled ones the cluster reports).",
     )
+    health: NodeHealthStatus | None = Field(
+        default=None, description="Node health: firing alerts and open remediations."
+    )
     last_sync_time: str | None = Field(
         default=None,
         description="When the Together view shown in this status was read. Status is written "
@@ -526,7 +583,8 @@ class GPUClusterStatus(CamelModel):
         "saw, not of its latest poll (see the operator's metrics for that).",
     )
     conditions: list[Condition] | None = Field(
-        default=None, description="Ready, Synced, Reconciling and Stalled."
+        default=None,
+        description="Ready, Synced, Reconciling and Stalled (kstatus), and NodesHealthy.",
     )
 
 

@@ -201,24 +201,42 @@ def conditions_for(
             verdict.message if verdict.stalled else "no problem that needs a person",
         ),
     ]
-    conditions = []
-    for kind, flag, reason, message in wanted:
-        status = "True" if flag else "False"
-        old = before.get(kind)
-        unchanged = old is not None and old.get("status") == status
-        conditions.append(
-            Condition(
-                type=kind,
-                status=status,
-                reason=str(reason),
-                message=message,
-                last_transition_time=str(old.get("lastTransitionTime", rfc3339(now)))
-                if unchanged and old is not None
-                else rfc3339(now),
-                observed_generation=generation,
-            )
+    return [
+        condition(
+            kind,
+            "True" if flag else "False",
+            reason,
+            message,
+            before=before.get(kind),
+            generation=generation,
+            now=now,
         )
-    return conditions
+        for kind, flag, reason, message in wanted
+    ]
+
+
+def condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    before: Mapping[str, Any] | None,
+    generation: int,
+    now: datetime.datetime,
+) -> Condition:
+    """One condition; its ``lastTransitionTime`` moves only when its status does."""
+    unchanged = before is not None and before.get("status") == status
+    return Condition(
+        type=kind,
+        status=status,
+        reason=str(reason),
+        message=message,
+        last_transition_time=str(before.get("lastTransitionTime", rfc3339(now)))
+        if unchanged and before is not None
+        else rfc3339(now),
+        observed_generation=generation,
+    )
 
 
 def new_phase_transitions(
