@@ -1,0 +1,851 @@
+"""Fleet scale: the project's operator and a per-object polling baseline, measured side by side.
+
+For each fleet size and each operator, on a fresh local control plane (etcd + kube-apiserver)
+and a fresh simulator process (speed 1), with the operator's default poll settings:
+
+1. start the operator (`together-operator run`, or `bench/baseline_operator.py`) and wait until
+   it watches GPUClusters;
+2. apply N GPUClusters at once from 16 client threads;
+3. wait (bounded) until every object's Ready condition is True, then read Together's view;
+4. let the operator settle, then count everything over a steady window;
+5. delete every object, wait (bounded) until all are gone, and look for leaked clusters.
+
+Then it prints one table per size with both operators and their ratios, the machine and its
+load, and with `--json FILE` the raw numbers. Progress goes to stderr.
+
+    .venv/bin/python bench/fleet.py                       # --sizes 100 1000
+    .venv/bin/python bench/fleet.py --sizes 20 --settle 30 --window 60   # a quick check
+
+Each row's definition is in bench/README.md and in ROW_DEFINITIONS below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import yaml
+from fleet_probes import (
+    FleetWatch,
+    Kube,
+    MemorySampler,
+    Timeline,
+    cpu_seconds,
+    gpucluster_requests,
+    gpucluster_watches,
+    log,
+    objects_path,
+    process_tree,
+)
+
+from together_operator.devenv import ControlPlane
+from together_operator.devenv.controlplane import free_loopback_port
+from together_operator.devenv.processes import ManagedProcess, spawn
+from together_operator.simulator.admin import SimulatorAdmin
+from together_operator.simulator.state import ClusterSummary
+
+BENCH_DIR = Path(__file__).resolve().parent
+OPERATORS = ("operator", "baseline")
+TITLES = {"operator": "together-operator", "baseline": "per-object polling"}
+NAMESPACE = "fleet"
+API_KEY = "bench-key"
+REGION, GPU_TYPE, GPUS_PER_CLUSTER = "us-central-8", "H100_SXM", 8
+BUSY_LOAD = 1.5
+MIB = 1024 * 1024
+
+ROW_DEFINITIONS = {
+    "apply -> POST reaches Together, p50 / p95": (
+        "per object: the simulator's created_at of the first cluster whose name starts with "
+        "<namespace>-<name>, minus the wall time just before the bench sent that object's "
+        "create to the API server"
+    ),
+    "status lag behind Together's phase, p50 / p95": (
+        "per phase transition Together recorded up to all-Ready: the time the bench's watch "
+        "first saw that phase's status value in status.state, minus the transition_time"
+    ),
+    "phases never shown in status": (
+        "phase transitions (all clusters, create to Ready) whose status value never appeared "
+        "in the object's status.state, of all such transitions"
+    ),
+    "operator memory, peak / steady": (
+        "VmHWM of the operator process (summed sampled VmRSS if it forks) at the end of the "
+        "run / VmRSS at the end of the steady window"
+    ),
+    "operator CPU in steady state": "utime+stime delta over the steady window / window, cores",
+    "Kubernetes API requests on gpuclusters per minute, steady": (
+        "kube-apiserver apiserver_request_total{resource=gpuclusters} delta (every verb and "
+        "subresource) over the steady window, minus the bench's own watch restarts"
+    ),
+    "MODIFIED events on gpuclusters per minute, steady": "the bench's watch, steady window",
+    "Together calls per minute, steady": "simulator request counts delta, steady window",
+    "Together calls from apply to all Ready": (
+        "simulator request counts delta from just before the first create to all Ready"
+    ),
+    "duplicates / leaks": (
+        "clusters beyond the first per object, deleted ones included (at all Ready) / "
+        "clusters neither deleted nor Deleting once every object is gone"
+    ),
+    "first apply -> all Ready (extra)": "wall time from the first create to the last Ready",
+}
+
+
+class BenchFailure(RuntimeError):
+    """A bounded wait ran out, or a process under test died: the measurement is void."""
+
+
+@dataclass
+class Figures:
+    """Everything measured for one operator at one fleet size (raw numbers, for --json)."""
+
+    operator: str
+    size: int
+    error: str | None = None
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    apply_seconds: float | None = None
+    apply_to_all_ready_seconds: float | None = None
+    apply_to_post_seconds: list[float] = field(default_factory=list)
+    posts_missing: int = 0
+    status_lag_seconds: list[float] = field(default_factory=list)
+    phases_total: int = 0
+    phases_never_shown: int = 0
+    never_shown_by_state: dict[str, int] = field(default_factory=dict)
+    together_calls_to_ready: dict[str, int] = field(default_factory=dict)
+    duplicates: int | None = None
+    stray_clusters: int | None = None
+    window_seconds: float | None = None
+    cpu_steady_cores: float | None = None
+    context_cpu_steady_cores: dict[str, float] = field(default_factory=dict)
+    memory_steady_mib: float | None = None
+    memory_peak_mib: float | None = None
+    kube_requests_steady: dict[str, float] = field(default_factory=dict)
+    bench_watch_restarts_in_window: int = 0
+    modified_events_steady: int | None = None
+    together_calls_steady: dict[str, int] = field(default_factory=dict)
+    delete_seconds: float | None = None
+    leaks: int | None = None
+    still_deleting: int | None = None
+
+    def per_minute(self, count: float | None) -> float | None:
+        if count is None or not self.window_seconds:
+            return None
+        return count * 60.0 / self.window_seconds
+
+
+@dataclass
+class Options:
+    sizes: list[int]
+    operators: list[str]
+    settle: float
+    window: float
+    ready_timeout: float | None
+    delete_timeout: float | None
+    threads: int
+    operator_command: list[str]
+    cli: str
+    baseline_poll: float
+    baseline_patch_every_poll: bool
+    workdir: Path
+    keep: bool
+    json_path: Path | None
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least q% of values at or below."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+
+
+def state_of_phase(phase: str) -> str:
+    """The `status` value Together shows in a phase: CLUSTER_PHASE_INSTALLING_DRIVERS ->
+    InstallingDrivers (failed acceptance tests show as Degraded)."""
+    if phase == "CLUSTER_PHASE_ACCEPTANCE_TESTS_FAILED":
+        return "Degraded"
+    words = phase.removeprefix("CLUSTER_PHASE_").split("_")
+    return "".join(word.capitalize() for word in words)
+
+
+def counts_by_operation(admin: SimulatorAdmin) -> dict[str, int]:
+    return {f"{r['operation']} {r['status']}": int(r["count"]) for r in admin.request_counts()}
+
+
+def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    changed = {key: after[key] - before.get(key, 0) for key in after}
+    return {key: value for key, value in sorted(changed.items()) if value}
+
+
+def load() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "compute.together.ai/v1alpha1",
+        "kind": "GPUCluster",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "region": REGION,
+            "gpuType": GPU_TYPE,
+            "numGpus": GPUS_PER_CLUSTER,
+            "cudaVersion": "12.5",
+            "nvidiaDriverVersion": "555",
+        },
+    }
+
+
+def object_names(size: int) -> list[str]:
+    # Fixed width, so that no object's "<namespace>-<name>" is a prefix of another's.
+    width = max(4, len(str(size - 1)))
+    return [f"c{index:0{width}d}" for index in range(size)]
+
+
+def wait_until(
+    what: str,
+    progress: Callable[[], int],
+    target: int,
+    timeout: float,
+    alive: Sequence[ManagedProcess],
+    watch: FleetWatch,
+) -> float:
+    """Wait until `progress()` reaches `target`; the seconds it took. Fails clearly on a
+    deadline, a dead process under test, or a broken watch."""
+    started = time.monotonic()
+    last_report = started
+    while (done := progress()) < target:
+        now = time.monotonic()
+        for process in alive:
+            if not process.running():
+                raise BenchFailure(
+                    f"{process.name} exited (code {process.popen.returncode}) while waiting "
+                    f"for {what}; last lines of {process.log_path}:\n{process.log_tail()}"
+                )
+        if watch.failure is not None:
+            raise BenchFailure(f"the bench's watch failed: {watch.failure}")
+        if now - started > timeout:
+            raise BenchFailure(
+                f"gave up after {timeout:.0f}s waiting for {what}: {done} of {target}"
+            )
+        if now - last_report >= 15.0:
+            log(f"  {what}: {done}/{target} after {now - started:.0f}s")
+            last_report = now
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def sleep_watching(seconds: float, what: str, alive: Sequence[ManagedProcess]) -> None:
+    """Sleep, but fail at once if a process under test dies meanwhile."""
+    log(f"  {what}: {seconds:.0f}s")
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        for process in alive:
+            if not process.running():
+                raise BenchFailure(f"{process.name} exited during {what}: {process.log_tail()}")
+        time.sleep(min(1.0, left))
+
+
+def in_parallel(
+    threads: int, work: Callable[[str], float], names: Iterable[str]
+) -> dict[str, float]:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return dict(zip(names, pool.map(work, names), strict=True))
+
+
+# --- the stack -----------------------------------------------------------------------------
+
+
+def install_crd(kube: Kube, cli: str) -> None:
+    """The CRD exactly as the operator under test prints it (`together-operator crd`)."""
+    document = yaml.safe_load(subprocess.run([cli, "crd"], check=True, capture_output=True).stdout)
+    kube.send("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
+    name = document["metadata"]["name"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        crd = kube.send("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        established = any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
+        if established and kube.http.get(objects_path(NAMESPACE)).status_code == 200:
+            return
+        time.sleep(0.5)
+    raise BenchFailure("the GPUCluster CRD was not served within 60s")
+
+
+def start_simulator(cli: str, workdir: Path) -> tuple[ManagedProcess, str]:
+    """The simulator in its own process, so its CPU is not the bench's or the operator's;
+    returns the process and the simulator's base URL (the host; the API is under /v1)."""
+    port = free_loopback_port()
+    process = spawn(
+        "simulator",
+        [cli, "simulator", "--port", str(port), "--api-key", API_KEY, "--speed", "1"],
+        workdir / "simulator.log",
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise BenchFailure(f"the simulator exited: {process.log_tail()}")
+        try:
+            if httpx.get(f"{base_url}/_sim/health", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.stop()
+    raise BenchFailure("the simulator did not answer within 30s")
+
+
+def operator_argv(kind: str, options: Options) -> list[str]:
+    if kind == "operator":
+        return list(options.operator_command)
+    return [sys.executable, str(BENCH_DIR / "baseline_operator.py")]
+
+
+def operator_env(kind: str, kubeconfig: Path, base_url: str, options: Options) -> dict[str, str]:
+    # Default poll settings: no TOGETHER_OPERATOR_* inherited from the caller's shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOGETHER_", "BASELINE_"))}
+    env.update(KUBECONFIG=str(kubeconfig), TOGETHER_BASE_URL=base_url, TOGETHER_API_KEY=API_KEY)
+    if kind == "baseline":
+        env["BASELINE_POLL_SECONDS"] = str(options.baseline_poll)
+        env["BASELINE_PATCH_EVERY_POLL"] = "1" if options.baseline_patch_every_poll else "0"
+    return env
+
+
+def wait_for_operator_watch(kube: Kube, operator: ManagedProcess) -> None:
+    """Apply only once the operator watches GPUClusters, so that its start-up is not counted
+    as apply latency: the API server's open-watch gauge counts ours and the operator's."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not operator.running():
+            raise BenchFailure(f"{operator.name} exited at start-up: {operator.log_tail()}")
+        if gpucluster_watches(kube) >= 2:
+            time.sleep(2.0)  # its first List has been answered; let it finish start-up work
+            return
+        time.sleep(0.5)
+    raise BenchFailure(f"{operator.name} did not watch gpuclusters within 120s")
+
+
+# --- one measurement -----------------------------------------------------------------------
+
+
+def match_clusters(
+    names: Iterable[str], clusters: Iterable[ClusterSummary]
+) -> tuple[dict[str, list[ClusterSummary]], int]:
+    """Clusters per object by name prefix `<namespace>-<name>` (a suffix may follow), and
+    how many clusters matched no object."""
+    by_base = {f"{NAMESPACE}-{name}": name for name in names}
+    widths = sorted({len(base) for base in by_base}, reverse=True)
+    matched: dict[str, list[ClusterSummary]] = {name: [] for name in by_base.values()}
+    stray = 0
+    for summary in clusters:
+        cluster_name = summary.cluster.cluster_name or ""
+        owner = next((by_base[p] for w in widths if (p := cluster_name[:w]) in by_base), None)
+        if owner is None:
+            stray += 1
+        else:
+            matched[owner].append(summary)
+    for found in matched.values():
+        found.sort(key=lambda s: s.cluster.created_at.timestamp() if s.cluster.created_at else 0)
+    return matched, stray
+
+
+def read_together_view(
+    figures: Figures,
+    applied: dict[str, float],
+    timelines: dict[str, Timeline],
+    clusters: list[ClusterSummary],
+) -> None:
+    """Apply -> POST latency, status lag, phases never shown and duplicates, at all Ready."""
+    matched, figures.stray_clusters = match_clusters(applied, clusters)
+    figures.duplicates = sum(max(0, len(found) - 1) for found in matched.values())
+    for name, applied_at in applied.items():
+        found = matched[name]
+        if not found or found[0].cluster.created_at is None:
+            figures.posts_missing += 1
+            continue
+        figures.apply_to_post_seconds.append(found[0].cluster.created_at.timestamp() - applied_at)
+        timeline = timelines.get(name, Timeline())
+        # The cluster the object points at, if a duplicate exists.
+        cluster = next(
+            (s.cluster for s in found if s.cluster.cluster_id == timeline.cluster_id),
+            found[0].cluster,
+        )
+        for transition in cluster.phase_transitions:
+            state = state_of_phase(transition.phase)
+            figures.phases_total += 1
+            seen = timeline.first_seen_state.get(state)
+            if seen is None:
+                figures.phases_never_shown += 1
+                figures.never_shown_by_state[state] = figures.never_shown_by_state.get(state, 0) + 1
+            else:
+                figures.status_lag_seconds.append(seen - transition.transition_time.timestamp())
+
+
+def measure(kind: str, size: int, options: Options, figures: Figures, stack: ExitStack) -> None:
+    workdir = options.workdir / f"{kind}-{size}"
+    timeout_ready = options.ready_timeout or 300.0 + 1.0 * size
+    timeout_delete = options.delete_timeout or 300.0 + 0.5 * size
+    names = object_names(size)
+
+    log(f"{kind} at {size}: starting the control plane, simulator and operator in {workdir}")
+    plane = stack.enter_context(ControlPlane.start(workdir / "control-plane"))
+    kube = Kube(plane.kubeconfig, workdir)
+    stack.callback(kube.close)
+    install_crd(kube, options.cli)
+    kube.send("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
+    simulator, base_url = start_simulator(options.cli, workdir)
+    stack.callback(simulator.stop)
+    admin = SimulatorAdmin(f"{base_url}/_sim", timeout=60)
+    stack.callback(admin.close)
+    # Twice the fleet's GPUs, so that a duplicate would show as a duplicate, not a 409.
+    admin.set_stock(REGION, GPU_TYPE, gpus=GPUS_PER_CLUSTER * size * 2)
+    watch = FleetWatch(kube, NAMESPACE)
+    watch.start()
+    stack.callback(watch.stop)
+    operator = spawn(
+        kind,
+        operator_argv(kind, options),
+        workdir / f"{kind}.log",
+        operator_env(kind, plane.kubeconfig, base_url, options),
+    )
+    stack.callback(operator.stop, 30.0)
+    sampler = MemorySampler(operator.pid)
+    sampler.start()
+    stack.callback(sampler.stop)
+    alive = [operator, simulator, *plane.processes]
+    wait_for_operator_watch(kube, operator)
+
+    # 1. apply from many client threads at once
+    log(f"{kind} at {size}: applying {size} GPUClusters from {options.threads} threads")
+    calls_before = counts_by_operation(admin)
+    first_apply = time.time()
+
+    def create(name: str) -> float:
+        sent_at = time.time()
+        kube.send("POST", objects_path(NAMESPACE), manifest(name))
+        return sent_at
+
+    applied = in_parallel(options.threads, create, names)
+    figures.apply_seconds = time.time() - first_apply
+
+    # 2. all Ready
+    wait_until("Ready", watch.ready_count, size, timeout_ready, alive, watch)
+    figures.apply_to_all_ready_seconds = time.time() - first_apply
+    figures.together_calls_to_ready = delta(counts_by_operation(admin), calls_before)
+    log(f"{kind} at {size}: all Ready {figures.apply_to_all_ready_seconds:.0f}s after apply")
+    read_together_view(figures, applied, watch.timelines(), admin.clusters())
+
+    # 3. steady state
+    sleep_watching(options.settle, "settling", alive)
+    log(f"  steady window: {options.window:.0f}s")
+    context_pids = {
+        "kube-apiserver": [plane.processes[-1].pid],
+        "etcd": [plane.processes[0].pid],
+        "simulator": process_tree(simulator.pid),
+        "bench": [os.getpid()],
+    }
+    kube_before = gpucluster_requests(kube)
+    calls_before = counts_by_operation(admin)
+    context_before = {name: cpu_seconds(pids) for name, pids in context_pids.items()}
+    cpu_before = cpu_seconds(process_tree(operator.pid))
+    window_start = time.time()
+    sleep_watching(options.window, "measuring", alive)
+    window_end = time.time()
+    cpu_after = cpu_seconds(process_tree(operator.pid))
+    context_after = {name: cpu_seconds(pids) for name, pids in context_pids.items()}
+    calls_after = counts_by_operation(admin)
+    kube_after = gpucluster_requests(kube)
+    window = window_end - window_start
+    figures.window_seconds = window
+    figures.cpu_steady_cores = (cpu_after - cpu_before) / window
+    figures.context_cpu_steady_cores = {
+        name: round((context_after[name] - context_before[name]) / window, 4)
+        for name in context_pids
+    }
+    figures.memory_steady_mib = sampler.read()[0] / MIB
+    figures.kube_requests_steady = delta(kube_after, kube_before)
+    figures.bench_watch_restarts_in_window = watch.own_requests_between(window_start, window_end)
+    figures.modified_events_steady = watch.modified_between(window_start, window_end)
+    figures.together_calls_steady = delta(calls_after, calls_before)
+
+    # 4. delete everything; nothing may be left at Together
+    log(f"{kind} at {size}: deleting {size} GPUClusters")
+    delete_started = time.time()
+
+    def delete(name: str) -> float:
+        kube.send("DELETE", objects_path(NAMESPACE, name))
+        return time.time()
+
+    in_parallel(options.threads, delete, names)
+    wait_until("gone", lambda: size - watch.present_count(), size, timeout_delete, alive, watch)
+    figures.delete_seconds = time.time() - delete_started
+    live = admin.live_clusters()
+    figures.leaks = sum(1 for cluster in live if cluster.status != "Deleting")
+    figures.still_deleting = len(live) - figures.leaks
+    figures.memory_peak_mib = sampler.read()[1] / MIB
+    log(f"{kind} at {size}: done ({figures.delete_seconds:.0f}s to delete)")
+
+
+def run_one(kind: str, size: int, options: Options) -> Figures:
+    figures = Figures(operator=kind, size=size, load_before=load())
+    try:
+        with ExitStack() as stack:
+            try:
+                measure(kind, size, options, figures, stack)
+            except BenchFailure as failure:
+                figures.error = str(failure)
+                log(f"{kind} at {size}: FAILED: {failure}")
+            except Exception as error:
+                # A bug or an API error: this measurement is void, the others may still run.
+                figures.error = f"{type(error).__name__}: {error}"
+                log(f"{kind} at {size}: FAILED:\n{traceback.format_exc()}")
+            log(f"{kind} at {size}: stopping everything")
+    finally:
+        figures.load_after = load()
+    return figures
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100 or value == int(value):
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return text + unit
+
+
+def ratio(mine: float | None, theirs: float | None) -> str:
+    if mine is None or theirs is None:
+        return "n/a"
+    if theirs == 0:
+        return "0/0" if mine == 0 else "inf"
+    return f"{mine / theirs:.2g}"
+
+
+Row = tuple[str, Callable[[Figures], list[float | None]], str, str]
+
+
+def total(counts: dict[str, Any]) -> float:
+    return float(sum(counts.values()))
+
+
+def kube_per_minute(f: Figures) -> float | None:
+    if f.window_seconds is None:
+        return None
+    return f.per_minute(total(f.kube_requests_steady) - f.bench_watch_restarts_in_window)
+
+
+ROWS: list[Row] = [
+    (
+        "apply -> POST reaches Together, p50 / p95",
+        lambda f: [
+            percentile(f.apply_to_post_seconds, 50),
+            percentile(f.apply_to_post_seconds, 95),
+        ],
+        " s",
+        "p",
+    ),
+    (
+        "status lag behind Together's phase, p50 / p95",
+        lambda f: [percentile(f.status_lag_seconds, 50), percentile(f.status_lag_seconds, 95)],
+        " s",
+        "p",
+    ),
+    (
+        "phases never shown in status",
+        lambda f: [float(f.phases_never_shown), float(f.phases_total)],
+        "",
+        "of",
+    ),
+    (
+        "operator memory, peak / steady",
+        lambda f: [f.memory_peak_mib, f.memory_steady_mib],
+        " MiB",
+        "p",
+    ),
+    ("operator CPU in steady state", lambda f: [f.cpu_steady_cores], " core", "cores"),
+    (
+        "Kubernetes API requests on gpuclusters per minute, steady",
+        lambda f: [kube_per_minute(f)],
+        "",
+        "",
+    ),
+    (
+        "MODIFIED events on gpuclusters per minute, steady",
+        lambda f: [f.per_minute(f.modified_events_steady)],
+        "",
+        "",
+    ),
+    (
+        "Together calls per minute, steady",
+        lambda f: [f.per_minute(total(f.together_calls_steady)) if f.window_seconds else None],
+        "",
+        "",
+    ),
+    (
+        "Together calls from apply to all Ready",
+        lambda f: [total(f.together_calls_to_ready) if f.apply_to_all_ready_seconds else None],
+        "",
+        "",
+    ),
+    (
+        "duplicates / leaks",
+        lambda f: [
+            None if f.duplicates is None else float(f.duplicates),
+            None if f.leaks is None else float(f.leaks),
+        ],
+        "",
+        "p",
+    ),
+    (
+        "first apply -> all Ready (extra)",
+        lambda f: [f.apply_to_all_ready_seconds],
+        " s",
+        "",
+    ),
+]
+
+
+def cell(values: list[float | None], unit: str, shape: str) -> str:
+    if shape == "of":
+        return f"{number(values[0])} of {number(values[1])}"
+    if shape == "p":
+        unit_text = unit.strip()
+        joined = " / ".join(number(v) for v in values)
+        return f"{joined} {unit_text}".strip()
+    if shape == "cores":
+        return "n/a" if values[0] is None else f"{values[0]:.3f}{unit}"
+    return number(values[0], unit)
+
+
+def table(size: int, results: dict[str, Figures]) -> str:
+    kinds = [kind for kind in OPERATORS if kind in results]
+    header = ["figure", *(TITLES[k] for k in kinds)]
+    paired = kinds == list(OPERATORS)
+    if paired:
+        header.append("operator / baseline")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for label, read, unit, shape in ROWS:
+        values = {kind: read(results[kind]) for kind in kinds}
+        row = [label, *(cell(values[k], unit, shape) for k in kinds)]
+        if paired:
+            mine, theirs = values["operator"], values["baseline"]
+            if shape == "of":
+                row.append(ratio(mine[0], theirs[0]))
+            else:
+                row.append(" / ".join(ratio(m, t) for m, t in zip(mine, theirs, strict=True)))
+        lines.append("| " + " | ".join(row) + " |")
+    for kind in kinds:
+        f = results[kind]
+        if f.error:
+            lines.append(f"\n{TITLES[kind]} FAILED: {f.error.splitlines()[0]}")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "python": sys.version.split()[0],
+    }
+
+
+def report(
+    options: Options,
+    results: list[Figures],
+    started: tuple[float, float, float],
+    ended: tuple[float, float, float],
+    seconds: float,
+) -> None:
+    info = machine()
+    print(
+        f"# Fleet bench: together-operator vs per-object polling "
+        f"({time.strftime('%Y-%m-%d %H:%M')})\n"
+    )
+    print(
+        f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory_gib']} GiB; "
+        f"load average (1/5/15 min) at start {started[0]:.2f} {started[1]:.2f} "
+        f"{started[2]:.2f}, at end {ended[0]:.2f} {ended[1]:.2f} {ended[2]:.2f}"
+    )
+    if started[0] > BUSY_LOAD:
+        print(f"NOTE: the machine was busy at start (1-min load {started[0]:.2f} > {BUSY_LOAD})")
+    print(
+        f"simulator speed 1, default poll settings, {options.threads} apply threads, "
+        f"settle {options.settle:.0f}s, steady window {options.window:.0f}s, "
+        f"baseline timer {options.baseline_poll:.0f}s "
+        f"(status patched {'every poll' if options.baseline_patch_every_poll else 'on change'}); "
+        f"whole run {seconds / 60:.1f} min\n"
+    )
+    for size in options.sizes:
+        at_size = {f.operator: f for f in results if f.size == size}
+        if not at_size:
+            continue
+        print(f"## {size} GPUClusters\n")
+        print(table(size, at_size))
+        for f in at_size.values():
+            print(
+                f"\n{TITLES[f.operator]}: load {f.load_before[0]:.2f} -> {f.load_after[0]:.2f}; "
+                f"apply burst {number(f.apply_seconds, ' s')}, delete to all gone "
+                f"{number(f.delete_seconds, ' s')}; steady CPU elsewhere (cores): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in f.context_cpu_steady_cores.items())
+            )
+        print()
+    if options.json_path is not None:
+        document = {
+            "machine": info,
+            "load_start": started,
+            "load_end": ended,
+            "seconds": seconds,
+            "options": {
+                key: (str(value) if isinstance(value, Path) else value)
+                for key, value in asdict(options).items()
+            },
+            "definitions": ROW_DEFINITIONS,
+            "results": [asdict(f) for f in results],
+        }
+        options.json_path.write_text(json.dumps(document, indent=1) + "\n")
+        print(f"raw numbers: {options.json_path}")
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    cli = shutil.which("together-operator", path=str(Path(sys.executable).parent)) or shutil.which(
+        "together-operator"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--operators", nargs="+", choices=OPERATORS, default=list(OPERATORS))
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=90.0,
+        help="seconds from all Ready to the steady window (post-action fast polling ends)",
+    )
+    parser.add_argument("--window", type=float, default=120.0, help="steady window, seconds")
+    parser.add_argument(
+        "--ready-timeout", type=float, help="seconds to wait for all Ready [300 + 1 per object]"
+    )
+    parser.add_argument(
+        "--delete-timeout", type=float, help="seconds to wait for all gone [300 + 0.5/object]"
+    )
+    parser.add_argument("--threads", type=int, default=16, help="apply and delete threads")
+    parser.add_argument(
+        "--operator-command",
+        help="the operator under test [together-operator run, next to this Python]",
+    )
+    parser.add_argument("--baseline-poll", type=float, default=60.0, help="baseline timer")
+    parser.add_argument(
+        "--baseline-patch-every-poll",
+        action="store_true",
+        help="the baseline writes status.lastSyncTime on every poll (as many operators do)",
+    )
+    parser.add_argument("--workdir", type=Path, help="logs and data [a new temporary directory]")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--json", type=Path, dest="json_path", help="write raw numbers here")
+    args = parser.parse_args(argv)
+    if cli is None:
+        parser.error("together-operator not found next to this Python nor on PATH")
+    if min(args.sizes) < 1:
+        parser.error("sizes must be positive")
+    return Options(
+        sizes=args.sizes,
+        operators=args.operators,
+        settle=args.settle,
+        window=args.window,
+        ready_timeout=args.ready_timeout,
+        delete_timeout=args.delete_timeout,
+        threads=args.threads,
+        operator_command=shlex.split(args.operator_command)
+        if args.operator_command
+        else [cli, "run"],
+        cli=cli,
+        baseline_poll=args.baseline_poll,
+        baseline_patch_every_poll=args.baseline_patch_every_poll,
+        workdir=args.workdir or Path(tempfile.mkdtemp(prefix="together-fleet-")),
+        keep=args.keep,
+        json_path=args.json_path,
+    )
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    options = parse()
+    signal.signal(signal.SIGTERM, interrupt)  # `kill <pid>` cleans up like Ctrl-C does
+    started_load, started = load(), time.monotonic()
+    log(
+        f"fleet bench: sizes {options.sizes}, operators {options.operators}, "
+        f"{os.cpu_count()} cores, load {started_load[0]:.2f}; work directory {options.workdir}"
+    )
+    if started_load[0] > BUSY_LOAD:
+        log(f"NOTE: the machine is busy (1-min load {started_load[0]:.2f})")
+    results: list[Figures] = []
+    interrupted = False
+    try:
+        for size in options.sizes:
+            for kind in options.operators:
+                results.append(run_one(kind, size, options))
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: everything started was stopped; reporting what was measured")
+    report(options, results, started_load, load(), time.monotonic() - started)
+    failed = interrupted or any(f.error for f in results)
+    if options.keep or failed:
+        log(f"logs kept in {options.workdir}")
+    else:
+        shutil.rmtree(options.workdir, ignore_errors=True)
+    return 130 if interrupted else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
