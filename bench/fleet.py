@@ -166,6 +166,7 @@ class Options:
     workdir: Path
     keep: bool
     json_path: Path | None
+    from_json: Path | None
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -551,126 +552,127 @@ def ratio(mine: float | None, theirs: float | None) -> str:
     return f"{mine / theirs:.2g}"
 
 
-Row = tuple[str, Callable[[Figures], list[float | None]], str, str]
-
-
 def total(counts: dict[str, Any]) -> float:
     return float(sum(counts.values()))
 
 
 def kube_per_minute(f: Figures) -> float | None:
-    if f.window_seconds is None:
-        return None
     return f.per_minute(total(f.kube_requests_steady) - f.bench_watch_restarts_in_window)
 
 
-ROWS: list[Row] = [
-    (
+def when_measured(value: float, measured: float | None) -> float | None:
+    return None if measured is None else value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure of the table: its values per operator, how to show them, and whether a
+    ratio of the two operators means something."""
+
+    label: str
+    values: Callable[[Figures], list[float | None]]
+    unit: str = ""
+    with_ratio: bool = True
+
+    def show(self, values: list[float | None]) -> str:
+        if self.label == "phases never shown in status":
+            return f"{number(values[0])} of {number(values[1])}"
+        if self.unit == " core":
+            return "n/a" if values[0] is None else f"{values[0]:.3f} core"
+        return " / ".join(number(v) for v in values) + self.unit
+
+    def ratio(self, mine: list[float | None], theirs: list[float | None]) -> str:
+        if not self.with_ratio:
+            return "-"
+        if self.label == "phases never shown in status":
+            return ratio(mine[0], theirs[0])
+        return " / ".join(ratio(m, t) for m, t in zip(mine, theirs, strict=True))
+
+
+ROWS = [
+    Row(
         "apply -> POST reaches Together, p50 / p95",
-        lambda f: [
-            percentile(f.apply_to_post_seconds, 50),
-            percentile(f.apply_to_post_seconds, 95),
-        ],
+        lambda f: [percentile(f.apply_to_post_seconds, q) for q in (50, 95)],
         " s",
-        "p",
     ),
-    (
+    Row(
         "status lag behind Together's phase, p50 / p95",
-        lambda f: [percentile(f.status_lag_seconds, 50), percentile(f.status_lag_seconds, 95)],
+        lambda f: [percentile(f.status_lag_seconds, q) for q in (50, 95)],
         " s",
-        "p",
     ),
-    (
+    Row(
         "phases never shown in status",
         lambda f: [float(f.phases_never_shown), float(f.phases_total)],
-        "",
-        "of",
     ),
-    (
+    Row(
         "operator memory, peak / steady",
         lambda f: [f.memory_peak_mib, f.memory_steady_mib],
         " MiB",
-        "p",
     ),
-    ("operator CPU in steady state", lambda f: [f.cpu_steady_cores], " core", "cores"),
-    (
+    Row("operator CPU in steady state", lambda f: [f.cpu_steady_cores], " core"),
+    Row(
         "Kubernetes API requests on gpuclusters per minute, steady",
         lambda f: [kube_per_minute(f)],
-        "",
-        "",
     ),
-    (
+    Row(
         "MODIFIED events on gpuclusters per minute, steady",
         lambda f: [f.per_minute(f.modified_events_steady)],
-        "",
-        "",
     ),
-    (
+    Row(
         "Together calls per minute, steady",
-        lambda f: [f.per_minute(total(f.together_calls_steady)) if f.window_seconds else None],
-        "",
-        "",
+        lambda f: [f.per_minute(total(f.together_calls_steady))],
     ),
-    (
+    Row(
         "Together calls from apply to all Ready",
-        lambda f: [total(f.together_calls_to_ready) if f.apply_to_all_ready_seconds else None],
-        "",
-        "",
+        lambda f: [when_measured(total(f.together_calls_to_ready), f.apply_to_all_ready_seconds)],
     ),
-    (
+    Row(
         "duplicates / leaks",
         lambda f: [
             None if f.duplicates is None else float(f.duplicates),
             None if f.leaks is None else float(f.leaks),
         ],
-        "",
-        "p",
+        with_ratio=False,
     ),
-    (
-        "first apply -> all Ready (extra)",
-        lambda f: [f.apply_to_all_ready_seconds],
-        " s",
-        "",
-    ),
+    Row("first apply -> all Ready (extra)", lambda f: [f.apply_to_all_ready_seconds], " s"),
 ]
 
 
-def cell(values: list[float | None], unit: str, shape: str) -> str:
-    if shape == "of":
-        return f"{number(values[0])} of {number(values[1])}"
-    if shape == "p":
-        unit_text = unit.strip()
-        joined = " / ".join(number(v) for v in values)
-        return f"{joined} {unit_text}".strip()
-    if shape == "cores":
-        return "n/a" if values[0] is None else f"{values[0]:.3f}{unit}"
-    return number(values[0], unit)
-
-
-def table(size: int, results: dict[str, Figures]) -> str:
+def table(results: dict[str, Figures]) -> str:
+    """One Markdown table: a column per operator, and their ratio when both ran."""
     kinds = [kind for kind in OPERATORS if kind in results]
-    header = ["figure", *(TITLES[k] for k in kinds)]
     paired = kinds == list(OPERATORS)
-    if paired:
-        header.append("operator / baseline")
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|---|" + "---:|" * (len(header) - 1),
-    ]
-    for label, read, unit, shape in ROWS:
-        values = {kind: read(results[kind]) for kind in kinds}
-        row = [label, *(cell(values[k], unit, shape) for k in kinds)]
+    header = ["figure", *(TITLES[k] for k in kinds)] + (["operator / baseline"] if paired else [])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row in ROWS:
+        values = {kind: row.values(results[kind]) for kind in kinds}
+        cells = [row.label, *(row.show(values[kind]) for kind in kinds)]
         if paired:
-            mine, theirs = values["operator"], values["baseline"]
-            if shape == "of":
-                row.append(ratio(mine[0], theirs[0]))
-            else:
-                row.append(" / ".join(ratio(m, t) for m, t in zip(mine, theirs, strict=True)))
-        lines.append("| " + " | ".join(row) + " |")
-    for kind in kinds:
-        f = results[kind]
-        if f.error:
-            lines.append(f"\n{TITLES[kind]} FAILED: {f.error.splitlines()[0]}")
+            cells.append(row.ratio(values["operator"], values["baseline"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{key}: {value:g}" for key, value in counts.items()) or "none"
+
+
+def notes(f: Figures) -> str:
+    """What the table leaves out: loads, durations, where the counts came from, failures."""
+    lines = [
+        f"- {TITLES[f.operator]}: load {f.load_before[0]:.2f} -> {f.load_after[0]:.2f}; "
+        f"apply burst {number(f.apply_seconds, ' s')}; delete to all gone "
+        f"{number(f.delete_seconds, ' s')}",
+        f"  steady Kubernetes requests on gpuclusters: {breakdown(f.kube_requests_steady)}"
+        f" (bench watch restarts subtracted: {f.bench_watch_restarts_in_window})",
+        f"  steady Together calls: {breakdown(f.together_calls_steady)}; apply to all Ready: "
+        f"{breakdown(f.together_calls_to_ready)}",
+        f"  phases never shown, by state: {breakdown(f.never_shown_by_state)}; steady CPU "
+        "elsewhere (cores): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in f.context_cpu_steady_cores.items()),
+    ]
+    if f.error:
+        lines.append(f"  FAILED: {f.error}")
     return "\n".join(lines)
 
 
@@ -696,18 +698,34 @@ def machine() -> dict[str, Any]:
     }
 
 
-def report(
-    options: Options,
-    results: list[Figures],
-    started: tuple[float, float, float],
-    ended: tuple[float, float, float],
-    seconds: float,
-) -> None:
-    info = machine()
-    print(
-        f"# Fleet bench: together-operator vs per-object polling "
-        f"({time.strftime('%Y-%m-%d %H:%M')})\n"
-    )
+@dataclass
+class Run:
+    """A whole run: where and when it ran, with what settings, and every measurement."""
+
+    machine: dict[str, Any]
+    date: str
+    settings: dict[str, Any]
+    load_start: tuple[float, float, float]
+    load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seconds: float = 0.0
+    results: list[Figures] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, path: Path) -> Run:
+        document = json.loads(path.read_text())
+        document.pop("definitions", None)
+        results = [Figures(**figures) for figures in document.pop("results")]
+        return cls(**document, results=results)
+
+    def to_json(self, path: Path) -> None:
+        document = {**asdict(self), "definitions": ROW_DEFINITIONS}
+        path.write_text(json.dumps(document, indent=1) + "\n")
+
+
+def report(run: Run) -> None:
+    """The tables, to stdout."""
+    info, settings, started, ended = run.machine, run.settings, run.load_start, run.load_end
+    print(f"# Fleet bench: together-operator vs per-object polling ({run.date})\n")
     print(
         f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory_gib']} GiB; "
         f"load average (1/5/15 min) at start {started[0]:.2f} {started[1]:.2f} "
@@ -715,42 +733,22 @@ def report(
     )
     if started[0] > BUSY_LOAD:
         print(f"NOTE: the machine was busy at start (1-min load {started[0]:.2f} > {BUSY_LOAD})")
+    patched = "every poll" if settings["baseline_patch_every_poll"] else "on change"
     print(
-        f"simulator speed 1, default poll settings, {options.threads} apply threads, "
-        f"settle {options.settle:.0f}s, steady window {options.window:.0f}s, "
-        f"baseline timer {options.baseline_poll:.0f}s "
-        f"(status patched {'every poll' if options.baseline_patch_every_poll else 'on change'}); "
-        f"whole run {seconds / 60:.1f} min\n"
+        f"simulator speed 1, default poll settings, {settings['threads']} apply threads, "
+        f"settle {settings['settle']:.0f}s, steady window {settings['window']:.0f}s, "
+        f"baseline timer {settings['baseline_poll']:.0f}s (status patched {patched}); "
+        f"operator: {' '.join(settings['operator_command'])}; "
+        f"whole run {run.seconds / 60:.1f} min\n"
     )
-    for size in options.sizes:
-        at_size = {f.operator: f for f in results if f.size == size}
-        if not at_size:
-            continue
+    for size in dict.fromkeys(f.size for f in run.results):
+        at_size = {f.operator: f for f in run.results if f.size == size}
         print(f"## {size} GPUClusters\n")
-        print(table(size, at_size))
-        for f in at_size.values():
-            print(
-                f"\n{TITLES[f.operator]}: load {f.load_before[0]:.2f} -> {f.load_after[0]:.2f}; "
-                f"apply burst {number(f.apply_seconds, ' s')}, delete to all gone "
-                f"{number(f.delete_seconds, ' s')}; steady CPU elsewhere (cores): "
-                + ", ".join(f"{k} {v:.3f}" for k, v in f.context_cpu_steady_cores.items())
-            )
+        print(table(at_size))
         print()
-    if options.json_path is not None:
-        document = {
-            "machine": info,
-            "load_start": started,
-            "load_end": ended,
-            "seconds": seconds,
-            "options": {
-                key: (str(value) if isinstance(value, Path) else value)
-                for key, value in asdict(options).items()
-            },
-            "definitions": ROW_DEFINITIONS,
-            "results": [asdict(f) for f in results],
-        }
-        options.json_path.write_text(json.dumps(document, indent=1) + "\n")
-        print(f"raw numbers: {options.json_path}")
+        for f in at_size.values():
+            print(notes(f))
+        print()
 
 
 # --- entry point ---------------------------------------------------------------------------
@@ -790,6 +788,9 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--workdir", type=Path, help="logs and data [a new temporary directory]")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", type=Path, dest="json_path", help="write raw numbers here")
+    parser.add_argument(
+        "--from-json", type=Path, help="only print the tables of an earlier run's --json file"
+    )
     args = parser.parse_args(argv)
     if cli is None:
         parser.error("together-operator not found next to this Python nor on PATH")
@@ -812,6 +813,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         workdir=args.workdir or Path(tempfile.mkdtemp(prefix="together-fleet-")),
         keep=args.keep,
         json_path=args.json_path,
+        from_json=args.from_json,
     )
 
 
@@ -821,25 +823,45 @@ def interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     options = parse()
+    if options.from_json is not None:
+        report(Run.from_json(options.from_json))
+        return 0
     signal.signal(signal.SIGTERM, interrupt)  # `kill <pid>` cleans up like Ctrl-C does
-    started_load, started = load(), time.monotonic()
+    started = time.monotonic()
+    run = Run(
+        machine=machine(),
+        date=time.strftime("%Y-%m-%d %H:%M %Z"),
+        settings={
+            "sizes": options.sizes,
+            "threads": options.threads,
+            "settle": options.settle,
+            "window": options.window,
+            "baseline_poll": options.baseline_poll,
+            "baseline_patch_every_poll": options.baseline_patch_every_poll,
+            "operator_command": options.operator_command,
+        },
+        load_start=load(),
+    )
     log(
         f"fleet bench: sizes {options.sizes}, operators {options.operators}, "
-        f"{os.cpu_count()} cores, load {started_load[0]:.2f}; work directory {options.workdir}"
+        f"{os.cpu_count()} cores, load {run.load_start[0]:.2f}; work directory {options.workdir}"
     )
-    if started_load[0] > BUSY_LOAD:
-        log(f"NOTE: the machine is busy (1-min load {started_load[0]:.2f})")
-    results: list[Figures] = []
+    if run.load_start[0] > BUSY_LOAD:
+        log(f"NOTE: the machine is busy (1-min load {run.load_start[0]:.2f})")
     interrupted = False
     try:
         for size in options.sizes:
             for kind in options.operators:
-                results.append(run_one(kind, size, options))
+                run.results.append(run_one(kind, size, options))
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: everything started was stopped; reporting what was measured")
-    report(options, results, started_load, load(), time.monotonic() - started)
-    failed = interrupted or any(f.error for f in results)
+    run.load_end, run.seconds = load(), time.monotonic() - started
+    report(run)
+    if options.json_path is not None:
+        run.to_json(options.json_path)
+        print(f"raw numbers: {options.json_path}")
+    failed = interrupted or any(f.error for f in run.results)
     if options.keep or failed:
         log(f"logs kept in {options.workdir}")
     else:
