@@ -58,6 +58,7 @@ from fleet_probes import (
 
 from together_operator.devenv import ControlPlane
 from together_operator.devenv.controlplane import free_loopback_port
+from together_operator.devenv.kubeconfig import kubeconfig_document, write_kubeconfig
 from together_operator.devenv.processes import ManagedProcess, spawn
 from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.state import ClusterSummary
@@ -163,6 +164,7 @@ class Options:
     cli: str
     baseline_poll: float
     baseline_patch_every_poll: bool
+    as_service_account: bool
     workdir: Path
     keep: bool
     json_path: Path | None
@@ -319,6 +321,42 @@ def start_simulator(cli: str, workdir: Path) -> tuple[ManagedProcess, str]:
     raise BenchFailure("the simulator did not answer within 30s")
 
 
+def service_account_kubeconfig(kube: Kube, plane: ControlPlane, workdir: Path) -> Path:
+    """A kubeconfig for a ServiceAccount bound to cluster-admin. Unlike the admin (in
+    system:masters, exempt), its requests go through API Priority and Fairness and can be
+    throttled, as an operator's are when it runs in a cluster."""
+    namespace, name = "fleet-system", "fleet-operator"
+    kube.send("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    kube.send(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}
+    )
+    kube.send(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    )
+    request: dict[str, Any] = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 86400},
+    }
+    token = kube.send(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", request
+    )["status"]["token"]
+    document = kubeconfig_document(
+        server=plane.server, ca_pem=plane.serving_ca.cert_pem, user=name, token=token
+    )
+    return write_kubeconfig(workdir / "operator.kubeconfig", document)
+
+
 def operator_argv(kind: str, options: Options) -> list[str]:
     if kind == "operator":
         return list(options.operator_command)
@@ -426,11 +464,14 @@ def measure(kind: str, size: int, options: Options, figures: Figures, stack: Exi
     watch = FleetWatch(kube, NAMESPACE)
     watch.start()
     stack.callback(watch.stop)
+    operator_kubeconfig = plane.kubeconfig
+    if options.as_service_account:
+        operator_kubeconfig = service_account_kubeconfig(kube, plane, workdir)
     operator = spawn(
         kind,
         operator_argv(kind, options),
         workdir / f"{kind}.log",
-        operator_env(kind, plane.kubeconfig, base_url, options),
+        operator_env(kind, operator_kubeconfig, base_url, options),
     )
     stack.callback(operator.stop, 30.0)
     sampler = MemorySampler(operator.pid)
@@ -486,7 +527,7 @@ def measure(kind: str, size: int, options: Options, figures: Figures, stack: Exi
         name: round((context_after[name] - context_before[name]) / window, 4)
         for name in context_pids
     }
-    figures.memory_steady_mib = sampler.read()[0] / MIB
+    figures.memory_steady_mib, figures.memory_peak_mib = (v / MIB for v in sampler.read())
     figures.kube_requests_steady = delta(kube_after, kube_before)
     figures.bench_watch_restarts_in_window = watch.own_requests_between(window_start, window_end)
     figures.modified_events_steady = watch.modified_between(window_start, window_end)
@@ -506,7 +547,7 @@ def measure(kind: str, size: int, options: Options, figures: Figures, stack: Exi
     live = admin.live_clusters()
     figures.leaks = sum(1 for cluster in live if cluster.status != "Deleting")
     figures.still_deleting = len(live) - figures.leaks
-    figures.memory_peak_mib = sampler.read()[1] / MIB
+    figures.memory_peak_mib = sampler.read()[1] / MIB  # now with deletion's peak, if higher
     log(f"{kind} at {size}: done ({figures.delete_seconds:.0f}s to delete)")
 
 
@@ -738,7 +779,8 @@ def report(run: Run) -> None:
         f"simulator speed 1, default poll settings, {settings['threads']} apply threads, "
         f"settle {settings['settle']:.0f}s, steady window {settings['window']:.0f}s, "
         f"baseline timer {settings['baseline_poll']:.0f}s (status patched {patched}); "
-        f"operator: {' '.join(settings['operator_command'])}; "
+        f"operator: {' '.join(settings['operator_command'])}"
+        f"{' as a ServiceAccount' if settings.get('as_service_account') else ' as admin'}; "
         f"whole run {run.seconds / 60:.1f} min\n"
     )
     for size in dict.fromkeys(f.size for f in run.results):
@@ -785,6 +827,12 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="the baseline writes status.lastSyncTime on every poll (as many operators do)",
     )
+    parser.add_argument(
+        "--as-service-account",
+        action="store_true",
+        help="run the operators as a ServiceAccount bound to cluster-admin (subject to API "
+        "Priority and Fairness) instead of the exempt admin",
+    )
     parser.add_argument("--workdir", type=Path, help="logs and data [a new temporary directory]")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", type=Path, dest="json_path", help="write raw numbers here")
@@ -810,6 +858,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         cli=cli,
         baseline_poll=args.baseline_poll,
         baseline_patch_every_poll=args.baseline_patch_every_poll,
+        as_service_account=args.as_service_account,
         workdir=args.workdir or Path(tempfile.mkdtemp(prefix="together-fleet-")),
         keep=args.keep,
         json_path=args.json_path,
@@ -839,6 +888,7 @@ def main() -> int:
             "baseline_poll": options.baseline_poll,
             "baseline_patch_every_poll": options.baseline_patch_every_poll,
             "operator_command": options.operator_command,
+            "as_service_account": options.as_service_account,
         },
         load_start=load(),
     )
