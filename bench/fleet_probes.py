@@ -231,6 +231,12 @@ class FleetWatch:
         at = time.time()
         for item in listed["items"]:
             self._record("ADDED", item, at)
+        # Objects deleted while the watch was down: their DELETED events are lost.
+        present = {item["metadata"]["name"] for item in listed["items"]}
+        with self._lock:
+            for name, timeline in self._timelines.items():
+                if name not in present and timeline.deleted_at is None:
+                    timeline.deleted_at = at
         self._resource_version = listed["metadata"]["resourceVersion"]
 
     def _run(self) -> None:
@@ -348,11 +354,12 @@ class MemorySampler:
         self._thread.join(timeout=5)
 
     def read(self) -> tuple[int, int]:
-        """(RSS now, peak): the peak is VmHWM for one process, else the larger of the summed
-        VmHWMs' lower bound, the sampled maximum of the summed RSS."""
+        """(RSS now, peak RSS so far). For one process the peak is the kernel's VmHWM; for a
+        tree (VmHWM is per process, and peaks need not coincide) it is the largest sum of
+        RSS sampled once a second, which can miss a spike shorter than that."""
         pids = process_tree(self.root)
         rss, hwm = memory_bytes(pids)
-        peak = hwm if len(pids) == 1 else max(self.peak_sampled_rss, rss)
+        peak = hwm if len(pids) == 1 else self.peak_sampled_rss
         return rss, max(peak, rss)
 
     def _run(self) -> None:
