@@ -359,7 +359,7 @@ def read_together_view(
 
 def measure(kind: str, size: int, options: Options, figures: Figures, stack: ExitStack) -> None:
     workdir = options.workdir / f"{kind}-{size}"
-    timeout_ready = options.ready_timeout or 300.0 + 1.0 * size
+    timeout_ready = options.ready_timeout or 300.0 + 1.5 * size
     timeout_delete = options.delete_timeout or 300.0 + 0.5 * size
     names = object_names(size)
 
@@ -505,7 +505,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument("--window", type=float, default=120.0, help="steady window, seconds")
     parser.add_argument(
-        "--ready-timeout", type=float, help="seconds to wait for all Ready [300 + 1 per object]"
+        "--ready-timeout", type=float, help="seconds to wait for all Ready [300 + 1.5 per object]"
     )
     parser.add_argument(
         "--delete-timeout", type=float, help="seconds to wait for all gone [300 + 0.5/object]"

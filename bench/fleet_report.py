@@ -116,7 +116,8 @@ def ratio(mine: float | None, theirs: float | None) -> str:
         return "n/a"
     if theirs == 0:
         return "0/0" if mine == 0 else "inf"
-    return f"{mine / theirs:.2g}"
+    value = mine / theirs
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def total(counts: dict[str, Any]) -> float:
@@ -286,6 +287,11 @@ class Run:
 
     def to_json(self, path: Path) -> None:
         document = {**asdict(self), "definitions": ROW_DEFINITIONS}
+        for figures in document["results"]:
+            for samples in ("apply_to_post_seconds", "status_lag_seconds"):
+                # Milliseconds are plenty (the watch's own delivery is coarser), and the
+                # file stays small enough to keep next to the figures it backs.
+                figures[samples] = [round(value, 3) for value in figures[samples]]
         path.write_text(json.dumps(document, indent=1) + "\n")
 
 
