@@ -87,7 +87,7 @@ class Options:
     baseline_poll: float
     baseline_patch_every_poll: bool
     as_service_account: bool
-    workdir: Path
+    workdir: Path | None
     keep: bool
     json_path: Path | None
     from_json: Path | None
@@ -357,8 +357,9 @@ def read_together_view(
                 figures.status_lag_seconds.append(seen - transition.transition_time.timestamp())
 
 
-def measure(kind: str, size: int, options: Options, figures: Figures, stack: ExitStack) -> None:
-    workdir = options.workdir / f"{kind}-{size}"
+def measure(
+    kind: str, size: int, options: Options, workdir: Path, figures: Figures, stack: ExitStack
+) -> None:
     timeout_ready = options.ready_timeout or 300.0 + 1.5 * size
     timeout_delete = options.delete_timeout or 300.0 + 0.5 * size
     names = object_names(size)
@@ -465,12 +466,12 @@ def measure(kind: str, size: int, options: Options, figures: Figures, stack: Exi
     log(f"{kind} at {size}: done ({figures.delete_seconds:.0f}s to delete)")
 
 
-def run_one(kind: str, size: int, options: Options) -> Figures:
+def run_one(kind: str, size: int, options: Options, workdir: Path) -> Figures:
     figures = Figures(operator=kind, size=size, load_before=load())
     try:
         with ExitStack() as stack:
             try:
-                measure(kind, size, options, figures, stack)
+                measure(kind, size, options, workdir / f"{kind}-{size}", figures, stack)
             except BenchFailure as failure:
                 figures.error = str(failure)
                 log(f"{kind} at {size}: FAILED: {failure}")
@@ -553,7 +554,7 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         baseline_poll=args.baseline_poll,
         baseline_patch_every_poll=args.baseline_patch_every_poll,
         as_service_account=args.as_service_account,
-        workdir=args.workdir or Path(tempfile.mkdtemp(prefix="together-fleet-")),
+        workdir=args.workdir,
         keep=args.keep,
         json_path=args.json_path,
         from_json=args.from_json,
@@ -570,6 +571,9 @@ def main() -> int:
         report(Run.from_json(options.from_json))
         return 0
     signal.signal(signal.SIGTERM, interrupt)  # `kill <pid>` cleans up like Ctrl-C does
+    # Only a directory the bench made is removed at the end; a --workdir is the caller's.
+    made_workdir = options.workdir is None
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="together-fleet-"))
     started = time.monotonic()
     run = Run(
         machine=machine(),
@@ -588,7 +592,7 @@ def main() -> int:
     )
     log(
         f"fleet bench: sizes {options.sizes}, operators {options.operators}, "
-        f"{os.cpu_count()} cores, load {run.load_start[0]:.2f}; work directory {options.workdir}"
+        f"{os.cpu_count()} cores, load {run.load_start[0]:.2f}; work directory {workdir}"
     )
     if run.load_start[0] > BUSY_LOAD:
         log(f"NOTE: the machine is busy (1-min load {run.load_start[0]:.2f})")
@@ -596,7 +600,7 @@ def main() -> int:
     try:
         for size in options.sizes:
             for kind in options.operators:
-                run.results.append(run_one(kind, size, options))
+                run.results.append(run_one(kind, size, options, workdir))
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: everything started was stopped; reporting what was measured")
@@ -606,10 +610,10 @@ def main() -> int:
         run.to_json(options.json_path)
         print(f"raw numbers: {options.json_path}")
     failed = interrupted or any(f.error for f in run.results)
-    if options.keep or failed:
-        log(f"logs kept in {options.workdir}")
+    if options.keep or failed or not made_workdir:
+        log(f"logs kept in {workdir}")
     else:
-        shutil.rmtree(options.workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     return 130 if interrupted else (1 if failed else 0)
 
 
