@@ -56,26 +56,40 @@ def measure(
     namespace = f"bench-{size}"
     core.create_namespace({"metadata": {"name": namespace}})
     for index in range(size):
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "GPUCluster",
-            "metadata": {"name": f"c{index:03d}"},
-            "spec": {"region": "us-central-8", "gpuType": "H100_SXM", "numGpus": 8,
-                     "cudaVersion": "12.5", "nvidiaDriverVersion": "555"},
-        })
-    bounded_wait(lambda: ready_count(custom, namespace) == size, 300,
-                 f"{size} GPUClusters to be Ready")
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "GPUCluster",
+                "metadata": {"name": f"c{index:03d}"},
+                "spec": {
+                    "region": "us-central-8",
+                    "gpuType": "H100_SXM",
+                    "numGpus": 8,
+                    "cudaVersion": "12.5",
+                    "nvidiaDriverVersion": "555",
+                },
+            },
+        )
+    bounded_wait(
+        lambda: ready_count(custom, namespace) == size, 300, f"{size} GPUClusters to be Ready"
+    )
     time.sleep(settle)  # let the observer leave its post-action fast polling
     admin.reset_requests()
     time.sleep(window)
     rows = admin.request_counts()
     counts = {f"{r['operation']} {r['status']}": int(r["count"]) for r in rows}
     for index in range(size):
-        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                               f"c{index:03d}")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, f"c{index:03d}")
     bounded_wait(
-        lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                         PLURAL)["items"],
-        300, f"{size} GPUClusters to be deleted",
+        lambda: (
+            not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        ),
+        300,
+        f"{size} GPUClusters to be deleted",
     )
     return counts
 
@@ -86,8 +100,12 @@ def main() -> None:
     parser.add_argument("--fast-poll", type=float, default=1.0)
     parser.add_argument("--slow-poll", type=float, default=10.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 50])
-    parser.add_argument("--settle", type=float, default=30.0,
-                        help="seconds between all-Ready and the window (post-action fast polls)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        help="seconds between all-Ready and the window (post-action fast polls)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="together-bench-"))
@@ -101,25 +119,35 @@ def main() -> None:
         admin = SimulatorAdmin(simulator.admin_url)
         admin.set_stock("us-central-8", "H100_SXM", gpus=8 * max(args.sizes) * 2)
         env = dict(
-            os.environ, KUBECONFIG=str(plane.kubeconfig), TOGETHER_BASE_URL=simulator.base_url,
+            os.environ,
+            KUBECONFIG=str(plane.kubeconfig),
+            TOGETHER_BASE_URL=simulator.base_url,
             TOGETHER_API_KEY=API_KEY,
             TOGETHER_OPERATOR_FAST_POLL_SECONDS=str(args.fast_poll),
             TOGETHER_OPERATOR_SLOW_POLL_SECONDS=str(args.slow_poll),
             TOGETHER_OPERATOR_LEADER_ELECTION="false",
         )
         log = (workdir / "operator.log").open("wb")
-        operator = subprocess.Popen([sys.executable, "-m", "together_operator.cli", "run"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "together_operator.cli", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            results = {size: measure(size, custom, core, admin, args.window, args.settle)
-                       for size in args.sizes}
+            results = {
+                size: measure(size, custom, core, admin, args.window, args.settle)
+                for size in args.sizes
+            }
         finally:
             operator.terminate()
             operator.wait(timeout=30)
             simulator.stop()
 
-    print(f"window {args.window:.0f}s, slow poll {args.slow_poll:.0f}s (+-20% jitter), "
-          f"fast poll {args.fast_poll:.0f}s")
+    print(
+        f"window {args.window:.0f}s, slow poll {args.slow_poll:.0f}s (+-20% jitter), "
+        f"fast poll {args.fast_poll:.0f}s"
+    )
     print(f"{'GPUClusters':>12} {'Together calls':>15} {'calls/minute':>13}  by operation")
     per_minute = {}
     for size, counts in results.items():
@@ -129,9 +157,11 @@ def main() -> None:
         print(f"{size:>12} {total:>15} {per_minute[size]:>13.1f}  {detail}")
     smallest, largest = min(results), max(results)
     if per_minute[smallest]:
-        print(f"ratio calls/minute at {largest} vs {smallest} objects: "
-              f"{per_minute[largest] / per_minute[smallest]:.2f} "
-              f"(objects grew {largest / smallest:.0f}x)")
+        print(
+            f"ratio calls/minute at {largest} vs {smallest} objects: "
+            f"{per_minute[largest] / per_minute[smallest]:.2f} "
+            f"(objects grew {largest / smallest:.0f}x)"
+        )
 
 
 if __name__ == "__main__":
