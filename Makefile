@@ -24,11 +24,11 @@ manifests: $(STAMP)
 	$(BIN)/python -m together_operator.manifests
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy operator/together_operator tests
+	$(BIN)/mypy operator/together_operator tests bench
 
 pytest: $(STAMP) tools
 	$(BIN)/pytest

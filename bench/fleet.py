@@ -281,6 +281,10 @@ def operator_env(kind: str, kubeconfig: Path, base_url: str, options: Options) -
     # Default poll settings: no TOGETHER_OPERATOR_* inherited from the caller's shell.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOGETHER_", "BASELINE_"))}
     env.update(KUBECONFIG=str(kubeconfig), TOGETHER_BASE_URL=base_url, TOGETHER_API_KEY=API_KEY)
+    if kind == "operator":
+        # Leader election on, as deployed: its Lease in the fleet's namespace (which exists;
+        # the default, together-operator-system, would not). Older operators ignore it.
+        env["TOGETHER_OPERATOR_LEASE_NAMESPACE"] = NAMESPACE
     if kind == "baseline":
         env["BASELINE_POLL_SECONDS"] = str(options.baseline_poll)
         env["BASELINE_PATCH_EVERY_POLL"] = "1" if options.baseline_patch_every_poll else "0"

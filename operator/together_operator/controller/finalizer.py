@@ -19,6 +19,7 @@ from together_operator.controller.credentials import Credentials
 from together_operator.controller.fleet import FleetObserver
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.kubeconfig_secret import delete_owned_secret, secret_name_for
+from together_operator.controller.lookout import Lookout
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.controller.records import StaleObject, recorded
@@ -56,15 +57,7 @@ class Collaborators(Protocol):
     claims: ClaimIndex
     grace: datetime.timedelta
     now: Callable[[], datetime.datetime]
-
-    async def observer(
-        self,
-        obj: GPUClusterObject,
-        spec: GPUClusterSpec,
-        memory: ObjectMemory,
-        *,
-        deleting: bool = False,
-    ) -> FleetObserver | plan.Stall: ...
+    lookout: Lookout
 
     def forget(self, uid: str) -> None: ...
 
@@ -108,7 +101,7 @@ class Finalizer:
                 # Only Orphan is looked for until the last failure's backoff has passed.
                 remaining = memory.failure.next_action_at - time.monotonic()
                 return None, min(max(remaining, 1.0), DELETION_RECHECK_SECONDS)
-            observer = await self._r.observer(obj, spec, memory, deleting=True)
+            observer = await self._r.lookout.observer(obj, spec, memory, deleting=True)
             if isinstance(observer, plan.Stall):
                 action = replace(observer, message=f"{observer.message}{deletion.ORPHAN_HINT}")
             else:

@@ -23,10 +23,11 @@ from together_operator.controller.credentials import (
     Credentials,
 )
 from together_operator.controller.finalizer import Finalizer
-from together_operator.controller.fleet import Fleet, FleetObserver, Snapshot
+from together_operator.controller.fleet import Fleet
 from together_operator.controller.health_watch import HealthWatch
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.kubeconfig_secret import KubeconfigPublisher, published_digest
+from together_operator.controller.lookout import HeldBack, Lookout
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.controller.records import Records, StaleObject, recorded
@@ -37,9 +38,8 @@ from together_operator.gpucluster.spec import AddOnStatus, GPUClusterSpec
 from together_operator.gpucluster.status import Verdict
 from together_operator.settings import OperatorSettings
 from together_operator.together.backoff import BackoffPolicy
-from together_operator.together.client import cluster_or_none
-from together_operator.together.errors import InvalidResponse, TogetherError
-from together_operator.together.models import AddOnInfo, GPUClusterInfo
+from together_operator.together.errors import TogetherError
+from together_operator.together.models import GPUClusterInfo
 
 __all__ = ["EventFn", "GPUClusterObject", "ObjectMemory", "Reconciler"]
 
@@ -73,6 +73,7 @@ class Reconciler:
         #: Who claims which cluster; the operator's kopf index once the daemons run.
         self.claims: ClaimIndex = NoClaims()
         self.credentials = Credentials(kube, settings)
+        self.lookout = Lookout(fleet, self.credentials, settings.slow_poll_seconds)
         self._publisher = KubeconfigPublisher(kube, recheck_seconds=settings.slow_poll_seconds)
         self.health = HealthWatch(
             every_seconds=settings.health_check_seconds,
@@ -176,12 +177,12 @@ class Reconciler:
         if isinstance(spec, plan.Stall):
             fix = replace(spec, message=f"{spec.message}; fix the manifest")
             return Outcome(Verdict.stall(fix))
-        observer = await self.observer(obj, spec, memory)
+        observer = await self.lookout.observer(obj, spec, memory)
         await self._let_go_of_old_credentials(obj, memory, spec)
         if isinstance(observer, plan.Stall):
             return Outcome(Verdict.stall(observer))
         was = recorded(obj, memory)
-        self._watch(obj, memory, spec, was, observer)
+        self.lookout.watch(obj, memory, spec, was, observer)
         snapshot = await observer.first_snapshot(self.settings.request_timeout_seconds)
         if snapshot is None:  # the observer backs off on its own: nothing to gate here
             if observer.error is None:
@@ -190,10 +191,12 @@ class Reconciler:
             return Outcome(failed)
         synced_at = snapshot.fetched_at
         try:
-            observed = await self._observe(obj, memory, spec, was, observer, snapshot, fresh=False)
+            observed = await self.lookout.look(
+                obj, memory, spec, was, observer, snapshot, fresh=False
+            )
             action = self._plan(obj, memory, spec, was, observed)
             if isinstance(action, plan.LookAgain):
-                observed = await self._observe(
+                observed = await self.lookout.look(
                     obj, memory, spec, was, observer, snapshot, fresh=True
                 )
                 action = self._plan(obj, memory, spec, was, observed)
@@ -201,7 +204,7 @@ class Reconciler:
             # A failed look (a GET, or a List before a create) backs off like an action.
             failed = self.reporter.failure(obj, memory, error, event, backoff=True)
             return Outcome(failed, synced_at=synced_at)
-        except _HeldBack:
+        except HeldBack:
             assert memory.failure.verdict is not None
             return Outcome(memory.failure.verdict, synced_at=synced_at)
         own = _own_cluster(was, observed, action)
@@ -279,108 +282,6 @@ class Reconciler:
             rivals=self.claims.rivals(who, plan.cluster_to_observe(spec, was), observed.cluster),
             adoption_allowed=self.adoption_allowed(obj, spec),
         )
-
-    async def _observe(
-        self,
-        obj: GPUClusterObject,
-        memory: ObjectMemory,
-        spec: GPUClusterSpec,
-        was: plan.Recorded,
-        observer: FleetObserver,
-        snapshot: Snapshot,
-        *,
-        fresh: bool,
-    ) -> plan.Observation:
-        """Together's view of this object's cluster: from the shared List, else by ID (at
-        most once per slow poll), or the clusters under its name while it has no ID."""
-        key = observer.fingerprint
-        cluster_id = plan.cluster_to_observe(spec, was)
-        if cluster_id is None:
-            if fresh:
-                snapshot = await observer.refresh()
-            name = plan.desired_cluster_name(spec, obj.incarnation)
-            if snapshot.unreadable_named(name):
-                raise InvalidResponse(f"Together lists a cluster named {name!r} it cannot read")
-            return plan.Observation(
-                same_name=snapshot.named(name), fresh=fresh, key_fingerprint=key
-            )
-        if cluster_id in snapshot.unreadable:
-            raise InvalidResponse(f"Together lists cluster {cluster_id} but it cannot be read")
-        cluster = snapshot.clusters.get(cluster_id)
-        now = time.monotonic()
-        if cluster is None and memory.failure.backing_off(now):
-            raise _HeldBack()  # the last look failed: not again before its backoff passed
-        if cluster is None and plan.worth_looking_up(
-            memory.absent_checked_at, now, self.settings.slow_poll_seconds
-        ):
-            cluster = await cluster_or_none(observer.client, cluster_id)
-            memory.absent_checked_at = now if cluster is None else 0.0
-            if cluster is not None:
-                observer.remember(cluster)
-        add_ons = None
-        if cluster is not None and cluster.cluster_id == was.cluster_id:
-            add_ons = await self._add_ons(memory, spec, was, observer, cluster)
-        return plan.Observation(cluster=cluster, fresh=fresh, key_fingerprint=key, add_ons=add_ons)
-
-    async def _add_ons(
-        self,
-        memory: ObjectMemory,
-        spec: GPUClusterSpec,
-        was: plan.Recorded,
-        observer: FleetObserver,
-        cluster: GPUClusterInfo,
-    ) -> tuple[AddOnInfo, ...] | None:
-        """Every add-on of the object's own cluster, when it manages some and the cluster is
-        settled; listed again only when what the cluster reports of them has changed."""
-        if not addons.worth_listing(spec, was.managed_add_ons):
-            return None
-        if cluster.status not in plan.UPDATABLE_STATES:
-            return None
-        digest = addons.reported_digest(cluster)
-        known = memory.add_ons
-        if known.listed is None or known.listed_at_digest != digest:
-            known.listed = tuple(await observer.client.list_add_ons(cluster.cluster_id))
-            known.listed_at_digest = digest
-        return known.listed
-
-    def _watch(
-        self,
-        obj: GPUClusterObject,
-        memory: ObjectMemory,
-        spec: GPUClusterSpec,
-        was: plan.Recorded,
-        observer: FleetObserver,
-    ) -> None:
-        """Ask ``observer`` to wake this object when its cluster (or, before it has one, the
-        cluster under its name) changes; and the previous observer, after a key change, not to."""
-        key = (observer.fingerprint, observer.project_id)
-        if memory.observer_key not in (None, key):
-            self.fleet.forget(obj.uid)
-        memory.observer_key = key
-        cluster_id = plan.cluster_to_observe(spec, was)
-        name = None if cluster_id else plan.desired_cluster_name(spec, obj.incarnation)
-        observer.watch(obj.uid, cluster_id=cluster_id, cluster_name=name)
-
-    async def observer(
-        self,
-        obj: GPUClusterObject,
-        spec: GPUClusterSpec,
-        memory: ObjectMemory,
-        *,
-        deleting: bool = False,
-    ) -> FleetObserver | plan.Stall:
-        """The fleet observer of this object's key and project, or why there is no key."""
-        api_key = await self.credentials.api_key(obj.namespace, spec)
-        if isinstance(api_key, plan.Stall):
-            if not (deleting and memory.api_key):
-                return api_key
-            api_key = memory.api_key  # the Secret went first (namespace deletion, say)
-        memory.api_key = api_key
-        return self.fleet.observer_for(api_key, spec.project_id)
-
-
-class _HeldBack(Exception):
-    """A look at Together is due but the last one failed and its backoff has not passed."""
 
 
 def _own_cluster(
