@@ -46,6 +46,8 @@ REQUIREMENTS = (
     Requirement("iptables", "ip6tables"),
     Requirement("iproute2", "ip"),
     Requirement("conntrack", "conntrack"),
+    # kube-proxy leaves netfilter accounting objects behind; teardown deletes them with it.
+    Requirement("nfacct", "nfacct"),
     # The pause image is compiled from Kubernetes' pause.c, statically.
     Requirement("gcc", "gcc"),
     Requirement("libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),

@@ -280,6 +280,7 @@ def _go_executable() -> str:
 
 def _run_go(args: list[str], cwd: Path, log_path: Path) -> str:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log:
         log.write(f"$ go {' '.join(args)}\n")
         log.flush()

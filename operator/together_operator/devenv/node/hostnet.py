@@ -37,6 +37,8 @@ GUARD_CHAIN = "TOGETHER-NODE-GUARD"
 #: (CNI-), and ours. Removed with every rule that jumps to them.
 CHAIN_PREFIXES = ("KUBE-", "CNI-", "TOGETHER-")
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw")
+#: Counters kube-proxy's iptables rules account into (`-m nfacct`); they outlive the rules.
+KUBE_PROXY_NFACCT = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
 
 #: Every sysctl a component of the node is known to change: the kubelet's kernel tunables,
 #: the CNI bridge plugin's forwarding, kube-proxy's (with conntrack and localhost NodePorts
@@ -141,6 +143,10 @@ def set_up(record: NodeRecord) -> None:
     if route not in record.routes:
         record.routes.append(route)
     record.chain_prefixes = list(CHAIN_PREFIXES)
+    existing = nfacct_names()
+    for name in KUBE_PROXY_NFACCT:
+        if name not in existing and name not in record.nfacct_objects:
+            record.nfacct_objects.append(name)
     record.save()
 
     if not _has_address(address[0], "lo"):
@@ -183,9 +189,19 @@ def _install_forward_guard() -> None:
         _run(["iptables", "-t", "filter", "-I", *jump])
 
 
+def nfacct_names() -> set[str]:
+    """Names of the netfilter accounting objects that exist now."""
+    listed = _run(["nfacct", "list"], check=False).stdout
+    return {line.rsplit("=", 1)[1].strip(" ;") for line in listed.splitlines() if "=" in line}
+
+
 def tear_down(record: NodeRecord) -> None:
     """Undo every network change in ``record``: iptables, routes, bridge, addresses."""
     remove_chains(tuple(record.chain_prefixes) or CHAIN_PREFIXES)
+    present = nfacct_names()
+    for name in record.nfacct_objects:
+        if name in present:
+            _run(["nfacct", "del", name], check=False)
     for route in record.routes:
         _run(["ip", "route", "del", *route.split()], check=False)
     for link in record.links:

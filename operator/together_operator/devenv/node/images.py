@@ -237,6 +237,7 @@ def ensure_stand_in_base(buildah: Buildah, reference: str, progress: ProgressFn)
             # Debian marks its Python externally managed; the official image does not.
             buildah.run(
                 "run",
+                "--network=none",
                 container,
                 "--",
                 "sh",
@@ -331,6 +332,9 @@ def build_from_dockerfile(buildah: Buildah, context: Path, name: str) -> None:
         "bud",
         "--pull=never",
         "--layers=false",
+        # RUN steps share the machine's network (pip reaches the package index as the machine
+        # does): buildah's default would add a bridge, iptables chains and turn on forwarding.
+        "--network=host",
         "-f",
         str(context / "Dockerfile"),
         "-t",

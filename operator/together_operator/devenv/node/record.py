@@ -42,6 +42,8 @@ class NodeRecord:
     cgroup: str | None = None
     #: Prefixes of the iptables chains the node's components create.
     chain_prefixes: list[str] = field(default_factory=list)
+    #: Netfilter accounting objects (nfacct) a component will create and teardown deletes.
+    nfacct_objects: list[str] = field(default_factory=list)
     #: Substrings of command lines that only the node's processes carry (its socket path).
     process_markers: list[str] = field(default_factory=list)
     processes: list[RecordedProcess] = field(default_factory=list)
@@ -62,6 +64,7 @@ class NodeRecord:
             mount_roots=list(data["mount_roots"]),
             cgroup=data["cgroup"],
             chain_prefixes=list(data["chain_prefixes"]),
+            nfacct_objects=list(data["nfacct_objects"]),
             process_markers=list(data["process_markers"]),
             processes=[RecordedProcess(**p) for p in data["processes"]],
         )
