@@ -221,21 +221,23 @@ def remove_chains(prefixes: tuple[str, ...]) -> None:
             listed = _run([command, "-t", table, "-S"], check=False)
             if listed.returncode != 0:
                 continue
-            chains = [
-                line.split()[1]
-                for line in listed.stdout.splitlines()
-                if line.startswith("-N ") and line.split()[1].startswith(prefixes)
-            ]
-            for line in listed.stdout.splitlines():
-                words = shlex.split(line)
-                if words[:1] != ["-A"] or words[1] in chains:
-                    continue
-                if _jump_target(words) in chains:
-                    _run([command, "-t", table, "-D", *words[1:]], check=False)
-            for chain in chains:
-                _run([command, "-t", table, "-F", chain], check=False)
-            for chain in chains:
-                _run([command, "-t", table, "-X", chain], check=False)
+            for args in chain_cleanup(listed.stdout, prefixes):
+                _run([command, "-t", table, *args], check=False)
+
+
+def chain_cleanup(listing: str, prefixes: tuple[str, ...]) -> list[list[str]]:
+    """From `iptables -S` output, the arguments that remove the chains named with
+    ``prefixes``: delete each rule elsewhere that jumps to one, then flush, then delete them."""
+    rules = [shlex.split(line) for line in listing.splitlines() if line.strip()]
+    chains = [w[1] for w in rules if w[0] == "-N" and w[1].startswith(prefixes)]
+    commands = [
+        ["-D", *words[1:]]
+        for words in rules
+        if words[0] == "-A" and words[1] not in chains and _jump_target(words) in chains
+    ]
+    commands += [["-F", chain] for chain in chains]
+    commands += [["-X", chain] for chain in chains]
+    return commands
 
 
 def _jump_target(words: list[str]) -> str | None:
