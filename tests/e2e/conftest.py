@@ -149,10 +149,16 @@ class NodeStack:
         return result
 
     def operator_pods(self, namespace: str = SYSTEM_NAMESPACE) -> list[dict[str, Any]]:
+        """The operator's Pods that are not on their way out."""
         listed = self.get_json(
             "pods", "-n", namespace, "-l", "app.kubernetes.io/name=together-operator"
         )
-        return list(listed["items"])
+        return [
+            pod
+            for pod in listed["items"]
+            if "deletionTimestamp" not in pod["metadata"]
+            and pod["status"].get("phase") not in {"Succeeded", "Failed"}
+        ]
 
     def operator_logs(self, namespace: str = SYSTEM_NAMESPACE) -> str:
         return self.kubectl(

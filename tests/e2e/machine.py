@@ -13,22 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The node's daemons and what runs in its containers, by executable name.
-NODE_PROGRAMS = frozenset(
-    {
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kubelet",
-        "kube-proxy",
-        "coredns",
-        "containerd",
-        "containerd-shim-runc-v2",
-        "runc",
-        "pause",
-    }
-)
+#: The cgroup under which the kubelet runs every container (configs.POD_CGROUP_ROOT).
+POD_CGROUP = "/together-node"
 #: Sysctls that change on their own.
 VOLATILE_SYSCTLS = frozenset({"kernel/ns_last_pid"})
 BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
@@ -39,8 +25,9 @@ def _lines(argv: list[str]) -> list[str]:
     return completed.stdout.splitlines()
 
 
-def node_processes(extra_markers: tuple[str, ...] = ()) -> set[str]:
-    """'PID program' of every live process running a node program or naming a marker."""
+def node_processes(markers: tuple[str, ...]) -> set[str]:
+    """'PID program' of every live process of the node: its daemons and shims name its state
+    directory (a marker) on their command line, its containers run in its Pod cgroup."""
     found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -48,13 +35,14 @@ def node_processes(extra_markers: tuple[str, ...] = ()) -> set[str]:
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
             state = (proc / "stat").read_text().rsplit(") ", 1)[1][0]
+            cgroups = (proc / "cgroup").read_text()
         except (FileNotFoundError, ProcessLookupError, IndexError, PermissionError):
             continue
-        if state == "Z" or not cmdline[0]:
+        if state == "Z":
             continue
         program = os.path.basename(cmdline[0].decode(errors="replace"))
         text = b" ".join(cmdline).decode(errors="replace")
-        if program in NODE_PROGRAMS or any(marker in text for marker in extra_markers):
+        if any(marker in text for marker in markers) or f":{POD_CGROUP}/" in cgroups:
             found.add(f"{proc.name} {program}")
     return found
 
@@ -106,7 +94,7 @@ class MachineState:
     cgroups: frozenset[str]
 
     @classmethod
-    def capture(cls, markers: tuple[str, ...] = ()) -> MachineState:
+    def capture(cls, markers: tuple[str, ...]) -> MachineState:
         mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
         addresses = set()
         for line in _lines(["ip", "-o", "addr", "show"]):

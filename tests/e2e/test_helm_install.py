@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tests.e2e.conftest import Installation, NodeStack, image_tag, live_clusters
 from tests.integration.conftest import GPUClusters
@@ -13,7 +14,13 @@ NEXT_TAG_SUFFIX = "-e2e-next"
 
 
 def operator_image(node: NodeStack) -> str:
-    [pod] = node.operator_pods()
+    """The image of the one operator Pod (waiting out a replaced one that is still going)."""
+
+    def one_pod() -> list[dict[str, Any]] | None:
+        found = node.operator_pods()
+        return found if len(found) == 1 else None
+
+    [pod] = wait_for(one_pod, timeout=60, interval=1, what="exactly one operator Pod")
     return str(pod["spec"]["containers"][0]["image"])
 
 

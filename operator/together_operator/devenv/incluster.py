@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,9 @@ def prepare(state_dir: Path, progress: ProgressFn, *, with_operator: bool) -> Pr
         for base in images.dockerfile_base_images((source / "Dockerfile").read_text()):
             images.ensure_stand_in_base(buildah, base, progress)
         progress(f"building {operator_image} from {source / 'Dockerfile'} (buildah) ...")
+        started = time.monotonic()
         images.build_from_dockerfile(buildah, source, operator_image)
+        progress(f"image built in {time.monotonic() - started:.0f}s")
         archives.append(
             images.export_archive(buildah, operator_image, image_dir / "together-operator.tar")
         )

@@ -245,11 +245,12 @@ def build_group_and_cache(
         slug = "-".join(t.name for t in missing)
         log_path = cache_root() / "logs" / f"build-{slug}-{version}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch_parent = cache_root() / "bin"
+        # Beside the first slot: the same filesystem, so the renames below are atomic.
+        scratch_parent = cached_binary_path(missing[0]).parent
         scratch_parent.mkdir(parents=True, exist_ok=True)
         progress(
             f"building {names} {version} from the Go module proxy "
-            f"(once; cached in {scratch_parent}); log: {log_path}"
+            f"(once; cached in {cache_root() / 'bin'}); log: {log_path}"
         )
         with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".build-") as scratch:
             (builder or _go_build)(missing, Path(scratch), log_path)
@@ -261,7 +262,7 @@ def build_group_and_cache(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(partial, target)
                 done[tool.name] = target
-        progress(f"built {names} -> {scratch_parent}")
+        progress(f"built {names} -> {cache_root() / 'bin'}")
         return done
 
 

@@ -133,6 +133,7 @@ class NodeCluster:
             lock.close()
             raise
         node: NodeCluster | None = None
+        started = time.monotonic()
         try:
             hostnet.record_sysctls(record)
             hostnet.set_up(record)
@@ -155,6 +156,7 @@ class NodeCluster:
                 record.note_process(process.name, process.pid)
             node = cls(layout, plane, record, binaries, lock)
             node._start_components(images, sandbox_image, progress, timeout)
+            progress(f"node: {NODE_NAME} Ready {time.monotonic() - started:.0f}s after start")
         except BaseException:
             if node is not None:
                 node.stop(progress)

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +219,7 @@ def ensure_stand_in_base(buildah: Buildah, reference: str, progress: ProgressFn)
         "minute) and tagging it with that name. The image will run Debian's Python, not the "
         "official image's; the machine's CA bundle is added to the stand-in only."
     )
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="together-stand-in-") as scratch:
         rootfs = Path(scratch) / "rootfs.tar"
         argv = [
@@ -258,6 +260,7 @@ def ensure_stand_in_base(buildah: Buildah, reference: str, progress: ProgressFn)
                 capture_output=True,
             )
             raise
+    progress(f"stand-in base image built in {time.monotonic() - started:.0f}s")
 
 
 def _run_logged(argv: list[str], log_path: Path, timeout: float) -> None:
