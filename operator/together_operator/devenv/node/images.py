@@ -13,6 +13,7 @@ the machine's /etc/containers is never changed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -116,7 +117,9 @@ class Buildah:
         (config_dir / "containers.conf").write_text(CONTAINERS_CONF)
         (config_dir / "registries.conf").write_text(REGISTRIES_CONF)
         storage = root / "storage"
-        run_root = Path("/run/together-operator/buildah")
+        # Run-time state belongs to one storage: a second cache gets a run root of its own.
+        digest = hashlib.sha256(str(storage).encode()).hexdigest()[:12]
+        run_root = Path(f"/run/together-operator/buildah-{digest}")
         (config_dir / "storage.conf").write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{storage}"\nrunroot = "{run_root}"\n'
         )
