@@ -12,6 +12,7 @@ recorded, so `dev down` undoes it even when the supervisor died without cleaning
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -197,9 +198,9 @@ def down(state_dir: Path, progress: ProgressFn, timeout: float = 150.0) -> bool:
         return left_behind
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and _running(pid):
         time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
+    if _running(pid):
         # The components die with the supervisor (parent-death signal).
         os.kill(pid, signal.SIGKILL)
         progress("the supervisor did not stop in time and was killed")
@@ -208,6 +209,17 @@ def down(state_dir: Path, progress: ProgressFn, timeout: float = 150.0) -> bool:
     files.pid.unlink(missing_ok=True)
     progress("local stack stopped")
     return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (reaped here when it is our own child: tests start it so)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _undo_node(files: StackFiles, progress: ProgressFn) -> bool:
