@@ -2,8 +2,8 @@
 
 Two halves. :func:`prepare` runs in the foreground of `dev up` (so first-time builds show
 their progress): Debian packages, binaries, and the images (pause; the operator's image
-built from the project's Dockerfile as it is) exported to archives. :func:`run_node_stack`
-runs in the supervisor: the node, the simulator on the node's address (where the Pod
+built from the project's Dockerfile as it is) exported to archives. :func:`start` runs in
+the supervisor: the node, the simulator on the node's address (where the Pod
 reaches it), and the operator installed with kustomize from deploy/ and that image.
 """
 
@@ -137,9 +137,7 @@ def install_operator(node: NodeCluster, deploy: Path, base_url: str, api_key: st
     """The README's install: `kubectl apply -k deploy/` (pointed at the simulator), the API key
     Secret, and a wait for the rollout."""
     _announce(f"installing the operator: kubectl apply --server-side -k {deploy}")
-    rendered = node.kubectl("kustomize", str(deploy))
-    assert rendered is not None
-    manifests = pointed_at(rendered, base_url)
+    manifests = pointed_at(node.kubectl("kustomize", str(deploy)) or "", base_url)
     (node.layout.root / "operator-install.yaml").write_text(manifests)
     namespace = node.kubectl(
         "create", "namespace", OPERATOR_NAMESPACE, "--dry-run=client", "-o", "yaml"
