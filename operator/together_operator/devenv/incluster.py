@@ -10,6 +10,7 @@ reaches it), and the operator installed with kustomize from deploy/ and that ima
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -91,6 +92,11 @@ class PreparedImages:
 
 def prepare(state_dir: Path, progress: ProgressFn, *, with_operator: bool) -> PreparedImages:
     """Packages, binaries and image archives for the node (the slow, first-time part)."""
+    if os.geteuid() != 0:
+        raise InClusterError(
+            "`dev up --in-cluster` needs root: the node adds an address on lo, a bridge, "
+            "routes and iptables rules, and runs containerd and the kubelet"
+        )
     ensure_system_packages(progress)
     ensure_binaries((*CONTROL_PLANE_TOOLS, *NODE_TOOLS), progress)
     image_dir = state_dir / "images"
