@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +72,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     positions = [index for index, item in enumerate(items) if item in ours]
     for index, item in zip(positions, sorted(ours, key=rank), strict=True):
         items[index] = item
+
+
+#: Timings of the session's node, for the end of the run's output.
+TIMINGS: list[str] = []
+_TIMED = re.compile(r"(built in \d+s|Ready \d+s after start)")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.write_sep("-", "e2e node timings")
+        for line in TIMINGS:
+            terminalreporter.write_line(line)
 
 
 def missing_prerequisite() -> str | None:
@@ -196,6 +208,8 @@ def node_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeStack]:
     def progress(message: str) -> None:
         with progress_log.open("a") as log:
             log.write(message + "\n")
+        if _TIMED.search(message):
+            TIMINGS.append(message)
 
     options = stack.StackOptions(speed=SIMULATOR_SPEED, in_cluster=True)
     started = time.monotonic()
@@ -204,9 +218,7 @@ def node_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeStack]:
         variables = dict(
             line.removeprefix("export ").split("=", 1) for line in exports.splitlines()
         )
-        print(
-            f"\n[e2e] dev up --in-cluster took {time.monotonic() - started:.0f}s", file=sys.stderr
-        )
+        TIMINGS.append(f"dev up --in-cluster, whole: {time.monotonic() - started:.0f}s")
         yield NodeStack(
             state_dir=state_dir,
             kubeconfig=Path(variables["KUBECONFIG"]),
@@ -216,7 +228,9 @@ def node_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeStack]:
             helm_binary=helm,
         )
     finally:
+        stopping = time.monotonic()
         stack.down(state_dir, progress)
+        TIMINGS.append(f"dev down: {time.monotonic() - stopping:.0f}s")
         after = MachineState.capture(markers=(str(state_dir),))
         left = before.left_behind(after)
         assert not left, "dev down left this on the machine:\n" + "\n".join(left)
