@@ -231,6 +231,7 @@ def node_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeStack]:
         stopping = time.monotonic()
         stack.down(state_dir, progress)
         TIMINGS.append(f"dev down: {time.monotonic() - stopping:.0f}s")
+        TIMINGS.append(f"e2e tier (dev up, tests, dev down): {time.monotonic() - started:.0f}s")
         after = MachineState.capture(markers=(str(state_dir),))
         left = before.left_behind(after)
         assert not left, "dev down left this on the machine:\n" + "\n".join(left)
