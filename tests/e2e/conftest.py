@@ -68,10 +68,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = Path(str(item.fspath)).stem
         return MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER)
 
-    # Sorted in place among themselves; every other test keeps its position.
-    positions = [index for index, item in enumerate(items) if item in ours]
-    for index, item in zip(positions, sorted(ours, key=rank), strict=True):
-        items[index] = item
+    # Last in the session, so the node's session teardown (dev down and the leak check)
+    # follows the tier at once, and the quick tests report first.
+    others = [item for item in items if item not in ours]
+    items[:] = others + sorted(ours, key=rank)
 
 
 #: Timings of the session's node, for the end of the run's output.
