@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import wait_for
 from together_operator.devenv import system, toolchain
 from together_operator.devenv.incluster import deploy_image_tag, pointed_at
 from together_operator.devenv.node import cleanup
@@ -76,7 +77,13 @@ def test_processes_are_found_by_the_marker_on_their_command_line(tmp_path: Path)
     marker = str(tmp_path / "containerd.sock")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", marker])
     try:
-        assert cleanup.pids_with_markers([marker]) == [child.pid]
+        # Between fork and exec the child still shows the parent's command line: wait.
+        wait_for(
+            lambda: cleanup.pids_with_markers([marker]) == [child.pid],
+            timeout=10,
+            interval=0.05,
+            what="the child to show its command line",
+        )
     finally:
         child.kill()
         child.wait()
