@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest tools demo clean manifests
+.PHONY: test lint typecheck pytest tools demo clean manifests test-existing-cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## Find or build etcd, kube-apiserver, kubectl and helm (cached in ~/.cache/together-operator).
+## Find or build etcd, kube-apiserver, kubectl, helm and the node's binaries (cached in
+## ~/.cache/together-operator); as root, install the node's Debian packages.
 tools: $(STAMP)
-	$(BIN)/together-operator dev tools --with-helm
+	$(BIN)/together-operator dev tools --with-helm --with-node
 
 ## Regenerate what repeats a fact owned elsewhere: the CRD copies and the version stamps.
 manifests: $(STAMP)
@@ -33,8 +34,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP) tools
 	$(BIN)/pytest
 
-## The one test command: lint, type-check, then the whole suite on a real control plane.
+## The one test command: lint, type-check, then the whole suite on a real control plane, and
+## the e2e tier on a one-node cluster (as root).
 test: lint typecheck pytest
+
+## The integration suite again, against a one-node cluster reached only through a kubeconfig
+## (USE_EXISTING_CLUSTER=1: the path of a kind user). CI runs it after `make test`.
+test-existing-cluster: $(STAMP) tools
+	bash scripts/integration-on-node.sh
 
 ## The demo: the local stack with a GPUCluster going to Ready; Ctrl-C cleans up.
 demo: $(STAMP) tools

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,20 @@ _STATE_DIR = click.option(
     help="Simulator lifecycle speed: 1 takes about a minute from create to Ready.",
 )
 @click.option("--no-operator", is_flag=True, help="Leave the operator out (run it yourself).")
-def dev_up(state_dir: Path | None, speed: float, no_operator: bool) -> None:
+@click.option(
+    "--in-cluster",
+    is_flag=True,
+    help="A one-node cluster (kubelet on containerd; needs root) with the operator as a Pod "
+    "from the image built from the Dockerfile, installed from deploy/.",
+)
+def dev_up(state_dir: Path | None, speed: float, no_operator: bool, in_cluster: bool) -> None:
     """Start the local stack (control plane, Together simulator, operator) in the background.
 
     Prints `export` lines for `eval "$(together-operator dev up)"`.
     """
     from together_operator.devenv import stack
 
-    options = stack.StackOptions(speed=speed, with_operator=not no_operator)
+    options = stack.StackOptions(speed=speed, with_operator=not no_operator, in_cluster=in_cluster)
     try:
         click.echo(stack.up(state_dir or stack.default_state_dir(), _progress, options), nl=False)
     except (stack.DevStackError, RuntimeError) as error:
@@ -72,20 +79,40 @@ def dev_down(state_dir: Path | None) -> None:
 @click.option(
     "--with-helm", is_flag=True, help="Also find or build helm (the deploy tests use it)."
 )
-def dev_tools(with_helm: bool) -> None:
+@click.option(
+    "--with-node",
+    is_flag=True,
+    help="Also the one-node cluster's binaries (kubelet, kube-controller-manager, "
+    "kube-scheduler, kube-proxy, CoreDNS) and, as root, its Debian packages.",
+)
+def dev_tools(with_helm: bool, with_node: bool) -> None:
     """Find or build etcd, kube-apiserver and kubectl; print where each one is."""
+    from together_operator.devenv.system import SystemPackagesError, ensure_system_packages
     from together_operator.devenv.toolchain import (
         CONTROL_PLANE_TOOLS,
         HELM,
+        NODE_TOOLS,
         ToolchainError,
         ensure_binaries,
     )
 
-    tools = (*CONTROL_PLANE_TOOLS, HELM) if with_helm else CONTROL_PLANE_TOOLS
+    tools = (
+        *CONTROL_PLANE_TOOLS,
+        *((HELM,) if with_helm else ()),
+        *(NODE_TOOLS if with_node else ()),
+    )
     try:
+        if with_node:
+            try:
+                ensure_system_packages(_progress)
+            except SystemPackagesError as error:
+                if os.geteuid() == 0:
+                    raise
+                # Not root: the binaries still build; the e2e tier then says what is missing.
+                _progress(f"warning: {error}")
         for name, path in ensure_binaries(tools, progress=_progress).items():
             click.echo(f"{name}\t{path}")
-    except ToolchainError as error:
+    except (ToolchainError, SystemPackagesError) as error:
         raise click.ClickException(str(error)) from error
 
 

@@ -115,6 +115,16 @@ def test_final_stage_is_slim_non_root_and_runs_the_operator() -> None:
     assert not any(re.search(r"\b(apt-get|apk|gcc|build-essential)\b", r) for r in final.all("RUN"))
 
 
+def test_image_user_has_a_passwd_entry() -> None:
+    """kopf calls getpass.getuser(), which raises KeyError for a UID without a passwd entry
+    (the container has no USER variable): the final stage must create the account it runs as."""
+    final = dockerfile_stages(DOCKERFILE.read_text())[-1]
+    uid = int(final.last("USER").split(":")[0])
+    assert uid in {account_uid for _, account_uid in user_accounts(final)}, (
+        f"USER {uid} has no `useradd --uid {uid}` in the final stage"
+    )
+
+
 def test_build_context_holds_what_the_builder_copies() -> None:
     """.dockerignore excludes everything but what COPY needs: keep the two in step."""
     kept = {
@@ -139,12 +149,47 @@ def localize(command: str, paths: dict[str, Path]) -> str:
     command = re.sub(r"--mount=\S+\s*", "", command)
     # The image keeps no pip cache; here the cache saves downloading every wheel again.
     command = command.replace("--no-cache-dir ", "")
-    command = re.sub(
-        r"(^|&&\s*)python(?= )", lambda m: m.group(1) + shlex.quote(sys.executable), command
-    )
     for image_path, local in paths.items():
         command = re.sub(rf"(?<![\w/]){re.escape(image_path)}(?![\w-])", str(local), command)
     return command
+
+
+def base_image_bin(root: Path) -> Path:
+    """The base image's PATH entry here: `python` is this machine's interpreter (with pip),
+    linked as in the image, so a venv created later on PATH shadows it as it would there."""
+    directory = root / "base-bin"
+    directory.mkdir()
+    (directory / "python").symlink_to(os.path.realpath(sys.executable))
+    return directory
+
+
+def apply_env(env: dict[str, str], instruction: str, paths: dict[str, Path]) -> None:
+    """An ENV line (KEY=VALUE pairs, $VAR expanded), image paths moved, applied to ``env``."""
+    for pair in shlex.split(instruction):
+        name, _, value = pair.partition("=")
+        value = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
+        for image_path, local in paths.items():
+            value = value.replace(image_path, str(local))
+        env[name] = value
+
+
+def without_account_changes(command: str) -> str:
+    """The RUN line less its groupadd/useradd steps: here they would change this machine's
+    accounts, not an image's (test_image_user_has_a_passwd_entry checks them)."""
+    steps = [step.strip() for step in command.split("&&")]
+    return " && ".join(s for s in steps if s.split()[0] not in {"groupadd", "useradd"})
+
+
+def user_accounts(stage: Stage) -> list[tuple[str, int]]:
+    """(name, uid) of every `useradd --uid` in the stage's RUN lines."""
+    accounts = []
+    for command in stage.all("RUN"):
+        for match in re.finditer(r"useradd\b([^&;]*)", command):
+            words = shlex.split(match.group(1))
+            uid = words[words.index("--uid") + 1] if "--uid" in words else None
+            if uid is not None:
+                accounts.append((words[-1], int(uid)))
+    return accounts
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +198,17 @@ def replayed_image(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
     builder, final = dockerfile_stages(DOCKERFILE.read_text())
     root = tmp_path_factory.mktemp("image")
     paths = {"/src": root / "src", "/wheels": root / "wheels", "/opt/venv": root / "venv"}
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    base_env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    # Like the base image, `python` on PATH is an interpreter with pip; ENV lines change PATH
+    # for the RUN lines after them, exactly as in a build.
+    base_env["PATH"] = f"{base_image_bin(root)}:/usr/local/bin:/usr/bin:/bin"
     for stage in (builder, final):
         workdir = root
+        env = dict(base_env)
         for keyword, args in stage.instructions:
-            if keyword == "WORKDIR":
+            if keyword == "ENV":
+                apply_env(env, args, paths)
+            elif keyword == "WORKDIR":
                 workdir = paths[args]
                 workdir.mkdir(parents=True, exist_ok=True)
             elif keyword == "COPY":
@@ -174,9 +225,11 @@ def replayed_image(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
                     else:
                         shutil.copy2(path, destination)
             elif keyword == "RUN":
-                command = localize(args, paths)
+                command = localize(without_account_changes(args), paths)
+                # /bin/sh, as Docker and buildah run a RUN line (bash would remember where it
+                # found `python` and so hide a venv that appears on PATH halfway through).
                 result = subprocess.run(
-                    ["bash", "-euo", "pipefail", "-c", command],
+                    ["/bin/sh", "-c", command],
                     cwd=workdir,
                     env=env,
                     capture_output=True,

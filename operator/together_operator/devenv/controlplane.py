@@ -2,7 +2,10 @@
 
 The API server runs with RBAC authorization, a client-certificate CA (so tests can mint users
 with chosen groups) and a service-account signing key (so the TokenRequest API works).
-There is no controller-manager: nothing garbage-collects, finalizes namespaces or signs CSRs.
+By default there is no controller-manager: nothing garbage-collects, finalizes namespaces or
+signs CSRs. ``controllers=LIFECYCLE_CONTROLLERS`` adds kube-controller-manager with the
+namespace and garbage-collector controllers, so a test can drive a real namespace deletion;
+the one-node cluster runs it with every controller.
 """
 
 from __future__ import annotations
@@ -32,10 +35,34 @@ from together_operator.devenv.pki import (
     public_key_pem,
 )
 from together_operator.devenv.processes import ManagedProcess, spawn
-from together_operator.devenv.toolchain import ETCD, KUBE_APISERVER, resolve_binary
+from together_operator.devenv.toolchain import (
+    ETCD,
+    KUBE_APISERVER,
+    KUBE_CONTROLLER_MANAGER,
+    resolve_binary,
+)
 
 ADMIN_USER = "together-admin"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: Enough of kube-controller-manager for namespaces to finish deleting and for ownerReferences
+#: to be honoured (the integration tier); the node runs every controller ("*").
+LIFECYCLE_CONTROLLERS = ("namespace", "garbagecollector")
+
+
+@dataclass(frozen=True)
+class ApiServerNetwork:
+    """Where the API server listens and what its serving certificate names.
+
+    The default is envtest's: 127.0.0.1 on a free port. The one-node cluster listens on the
+    node's address, so that Pods reach it through the ``kubernetes`` Service.
+    """
+
+    address: str = "127.0.0.1"
+    port: int | None = None
+    service_cidr: str = SERVICE_CLUSTER_IP_RANGE
+    #: The first address of the Service range: what ``kubernetes.default.svc`` resolves to.
+    service_ip: str = "10.0.0.1"
+    extra_dns_names: tuple[str, ...] = ()
 
 
 class ControlPlaneError(RuntimeError):
@@ -71,10 +98,17 @@ class ControlPlane:
         etcd_binary: Path | None = None,
         apiserver_binary: Path | None = None,
         progress: Callable[[str], None] | None = None,
+        network: ApiServerNetwork | None = None,
+        controllers: tuple[str, ...] = (),
     ) -> ControlPlane:
-        """Start etcd and kube-apiserver and wait until ``/readyz`` says ok."""
+        """Start etcd and kube-apiserver (and kube-controller-manager with ``controllers``)
+        and wait until ``/readyz`` says ok."""
+        net = network or ApiServerNetwork()
         etcd_path = etcd_binary or resolve_binary(ETCD, progress)
         apiserver_path = apiserver_binary or resolve_binary(KUBE_APISERVER, progress)
+        controller_manager_path = (
+            resolve_binary(KUBE_CONTROLLER_MANAGER, progress) if controllers else None
+        )
         owns_workdir = workdir is None
         root = Path(tempfile.mkdtemp(prefix="together-cp-")) if workdir is None else workdir
         root.mkdir(parents=True, exist_ok=True)
@@ -84,19 +118,34 @@ class ControlPlane:
         client_ca = CertificateAuthority.generate("together-local-client-ca")
         serving = serving_ca.issue(
             "kube-apiserver",
-            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ip_addresses=["127.0.0.1", "10.0.0.1"],
+            dns_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                *net.extra_dns_names,
+            ],
+            ip_addresses=sorted({"127.0.0.1", net.address, net.service_ip}),
             server=True,
         )
         write_private_file(pki_dir / "serving.crt", serving.cert_pem)
         write_private_file(pki_dir / "serving.key", serving.key_pem)
+        write_private_file(pki_dir / "serving-ca.crt", serving_ca.cert_pem)
         write_private_file(pki_dir / "client-ca.crt", client_ca.cert_pem)
+        # kube-controller-manager signs CSRs (kubernetes.io/kube-apiserver-client) with it.
+        write_private_file(pki_dir / "client-ca.key", private_key_pem(client_ca.key))
+        kubelet_client = client_ca.issue(
+            "kube-apiserver-kubelet-client", organizations=["system:masters"]
+        )
+        write_private_file(pki_dir / "kubelet-client.crt", kubelet_client.cert_pem)
+        write_private_file(pki_dir / "kubelet-client.key", kubelet_client.key_pem)
         signing_key = new_private_key()
         write_private_file(pki_dir / "sa.key", private_key_pem(signing_key))
         write_private_file(pki_dir / "sa.pub", public_key_pem(signing_key))
 
-        etcd_client_port, etcd_peer_port, apiserver_port = _distinct_ports(3)
-        server = f"https://127.0.0.1:{apiserver_port}"
+        etcd_client_port, etcd_peer_port, free_port = _distinct_ports(3)
+        apiserver_port = net.port or free_port
+        server = f"https://{net.address}:{apiserver_port}"
         processes: list[ManagedProcess] = []
         plane = cls(
             workdir=root,
@@ -118,12 +167,25 @@ class ControlPlane:
             processes.append(
                 spawn(
                     "kube-apiserver",
-                    _apiserver_argv(apiserver_path, pki_dir, etcd_client_port, apiserver_port),
+                    _apiserver_argv(apiserver_path, pki_dir, etcd_client_port, net, apiserver_port),
                     root / "logs" / "kube-apiserver.log",
                 )
             )
             plane.kubeconfig = plane.mint_user(ADMIN_USER, ["system:masters"], name="admin")
             plane._wait_ready(timeout)
+            if controller_manager_path is not None:
+                kubeconfig = plane.mint_user(
+                    "system:kube-controller-manager", ["system:masters"], name="controller-manager"
+                )
+                processes.append(
+                    spawn(
+                        "kube-controller-manager",
+                        _controller_manager_argv(
+                            controller_manager_path, pki_dir, kubeconfig, controllers, net
+                        ),
+                        root / "logs" / "kube-controller-manager.log",
+                    )
+                )
         except BaseException:
             plane.stop()
             raise
@@ -219,26 +281,54 @@ def _etcd_argv(binary: Path, data_dir: Path, client_port: int, peer_port: int) -
     ]
 
 
-def _apiserver_argv(binary: Path, pki: Path, etcd_port: int, port: int) -> list[str]:
+def _apiserver_argv(
+    binary: Path, pki: Path, etcd_port: int, net: ApiServerNetwork, port: int
+) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={net.address}",
+        f"--advertise-address={net.address}",
         f"--secure-port={port}",
         f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'serving.crt'}",
         f"--tls-private-key-file={pki / 'serving.key'}",
         f"--client-ca-file={pki / 'client-ca.crt'}",
-        f"--service-account-issuer=https://127.0.0.1:{port}",
+        f"--service-account-issuer=https://{net.address}:{port}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-        "--authorization-mode=RBAC",
+        f"--service-cluster-ip-range={net.service_cidr}",
+        # Logs, exec and the node proxy: the kubelet trusts the client CA.
+        f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         # As on OpenShift: setting blockOwnerDeletion needs update on the owner's
         # finalizers, so tests under the operator's ServiceAccount prove it has that.
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+    ]
+
+
+def _controller_manager_argv(
+    binary: Path, pki: Path, kubeconfig: Path, controllers: tuple[str, ...], net: ApiServerNetwork
+) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--controllers={','.join(controllers)}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        # Its own HTTPS endpoint stays on loopback, on a free port.
+        "--bind-address=127.0.0.1",
+        f"--secure-port={free_loopback_port()}",
+        f"--root-ca-file={pki / 'serving-ca.crt'}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--cluster-signing-cert-file={pki / 'client-ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'client-ca.key'}",
+        f"--service-cluster-ip-range={net.service_cidr}",
+        # A namespace deletion finishes in seconds, not after the default 5 s resync rounds.
+        "--concurrent-namespace-syncs=5",
     ]
 
 

@@ -2,7 +2,9 @@
 
 Users are minted through the CertificateSigningRequest API with the built-in
 ``kubernetes.io/kube-apiserver-client`` signer, which any conformant cluster with a
-controller-manager provides, so RBAC tests run unchanged against it.
+controller-manager provides, so RBAC tests run unchanged against it. That signer refuses
+the ``system:masters`` group; a user asked for in it gets the ``cluster-admin`` ClusterRole
+through a ClusterRoleBinding instead (the same rights, granted by RBAC).
 """
 
 from __future__ import annotations
@@ -24,6 +26,30 @@ from cryptography.x509.oid import NameOID
 from together_operator.devenv.kubeconfig import write_kubeconfig
 from together_operator.devenv.pki import new_private_key, private_key_pem
 
+MASTERS_GROUP = "system:masters"
+
+
+def _bind_cluster_admin(rbac: Any, user: str) -> None:
+    """Grant ``user`` cluster-admin (idempotent: the binding is named after the user)."""
+    from kubernetes.client.rest import ApiException
+
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"together-test-{user}-cluster-admin"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    try:
+        rbac.create_cluster_role_binding(binding)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
 
 @dataclass
 class ExistingCluster:
@@ -36,6 +62,10 @@ class ExistingCluster:
         """A kubeconfig for ``user`` in ``groups``, signed by the cluster's client signer."""
         from kubernetes import client, config
 
+        api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
+        if MASTERS_GROUP in groups:
+            _bind_cluster_admin(client.RbacAuthorizationV1Api(api_client), user)
+            groups = [group for group in groups if group != MASTERS_GROUP]
         key = new_private_key()
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
         attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
@@ -44,7 +74,6 @@ class ExistingCluster:
             .subject_name(x509.Name(attributes))
             .sign(key, hashes.SHA256())
         )
-        api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
         certificates = client.CertificatesV1Api(api_client)
         csr_name = f"together-test-{user}-{uuid.uuid4().hex[:8]}"
         certificates.create_certificate_signing_request(

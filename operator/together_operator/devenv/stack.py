@@ -4,10 +4,15 @@
 then starts a detached *supervisor* process that owns every component and writes the shell
 export lines once all of them are ready. The components carry a parent-death signal bound to
 the supervisor, so stopping (or killing) the supervisor stops everything it started.
+
+With ``--in-cluster`` the supervisor runs a one-node cluster instead of the bare control
+plane, and the operator as a Pod (see incluster.py). What the node changed on the machine is
+recorded, so `dev down` undoes it even when the supervisor died without cleaning up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -72,6 +77,14 @@ class StackFiles:
     def control_plane(self) -> Path:
         return self.root / "control-plane"
 
+    @property
+    def node(self) -> Path:
+        return self.root / "node"
+
+    @property
+    def prepared_images(self) -> Path:
+        return self.root / "images" / "prepared.json"
+
 
 def export_lines(variables: dict[str, str]) -> str:
     """Shell lines that `eval` turns into environment variables."""
@@ -96,9 +109,10 @@ def up(
     state_dir: Path,
     progress: ProgressFn,
     options: StackOptions | None = None,
-    timeout: float = 120.0,
+    timeout: float | None = None,
 ) -> str:
     """Start the stack (or find it running) and return its export lines."""
+    options = options or StackOptions()
     files = StackFiles(state_dir)
     if _supervisor_pid(files) is not None and files.env.exists():
         progress(f"the local stack is already running (state in {state_dir})")
@@ -106,24 +120,31 @@ def up(
     binaries = ensure_binaries(CONTROL_PLANE_TOOLS, progress)
     state_dir.mkdir(parents=True, exist_ok=True)
     files.env.unlink(missing_ok=True)
-    progress("starting etcd, kube-apiserver, the Together simulator and the operator ...")
+    if options.in_cluster:
+        from together_operator.devenv import incluster
+
+        incluster.prepare(state_dir, progress, with_operator=options.with_operator)
+        progress(
+            "starting the one-node cluster (etcd, kube-apiserver, kube-controller-manager, "
+            "kube-scheduler, CoreDNS, containerd, kubelet, kube-proxy) ..."
+        )
+    else:
+        progress("starting etcd, kube-apiserver, the Together simulator and the operator ...")
+    log_offset = files.log.stat().st_size if files.log.exists() else 0
     with files.log.open("ab") as log:
         supervisor = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                SUPERVISOR_MODULE,
-                str(state_dir),
-                *(options or StackOptions()).argv(),
-            ],
+            [sys.executable, "-m", SUPERVISOR_MODULE, str(state_dir), *options.argv()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=dict(os.environ, **asset_environment(binaries)),
         )
-    deadline = time.monotonic() + timeout
+    limit = timeout if timeout is not None else (420.0 if options.in_cluster else 120.0)
+    deadline = time.monotonic() + limit
+    relay = _LogRelay(files.log, log_offset, progress if options.in_cluster else None)
     while time.monotonic() < deadline:
+        relay.poll()
         if files.env.exists():
             progress(
                 f"local stack ready (state and logs in {state_dir}); "
@@ -131,34 +152,87 @@ def up(
             )
             return files.env.read_text()
         if supervisor.poll() is not None:
+            relay.poll()
+            shown = "see above" if relay.progress else f"last lines:\n{_tail(files.log)}"
             raise DevStackError(
                 f"the local stack failed to start (exit {supervisor.returncode}); "
-                f"last lines of {files.log}:\n{_tail(files.log)}"
+                f"its log is {files.log}; {shown}"
             )
         time.sleep(0.2)
-    supervisor.kill()
-    raise DevStackError(f"the local stack was not ready after {timeout:.0f}s; see {files.log}")
+    supervisor.terminate()
+    try:
+        supervisor.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        supervisor.kill()
+    _undo_node(files, progress)
+    raise DevStackError(f"the local stack was not ready after {limit:.0f}s; see {files.log}")
 
 
-def down(state_dir: Path, progress: ProgressFn, timeout: float = 30.0) -> bool:
+class _LogRelay:
+    """Passes the supervisor's new log lines on to ``progress`` (the node's start-up steps)."""
+
+    def __init__(self, path: Path, offset: int, progress: ProgressFn | None) -> None:
+        self.path, self.offset, self.progress = path, offset, progress
+
+    def poll(self) -> None:
+        if self.progress is None or not self.path.exists():
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode(errors="replace").splitlines():
+            self.progress(line)
+
+
+def down(state_dir: Path, progress: ProgressFn, timeout: float = 150.0) -> bool:
     """Stop the stack; returns False when nothing was running."""
     files = StackFiles(state_dir)
     pid = _supervisor_pid(files)
     if pid is None:
-        progress(f"no local stack is running (state dir {state_dir})")
+        left_behind = _undo_node(files, progress)
+        if not left_behind:
+            progress(f"no local stack is running (state dir {state_dir})")
         files.env.unlink(missing_ok=True)
-        return False
+        return left_behind
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and _running(pid):
         time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
+    if _running(pid):
         # The components die with the supervisor (parent-death signal).
         os.kill(pid, signal.SIGKILL)
         progress("the supervisor did not stop in time and was killed")
+    _undo_node(files, progress)
     files.env.unlink(missing_ok=True)
     files.pid.unlink(missing_ok=True)
     progress("local stack stopped")
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (reaped here when it is our own child: tests start it so)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _undo_node(files: StackFiles, progress: ProgressFn) -> bool:
+    """Undo what a node left on the machine (a supervisor that died cleaned nothing)."""
+    from together_operator.devenv.node.cleanup import tear_down
+    from together_operator.devenv.node.configs import NodeLayout
+    from together_operator.devenv.node.record import NodeRecord
+
+    record = NodeRecord.load(NodeLayout(files.node).record)
+    if record is None:
+        return False
+    progress(f"undoing what the node left on this machine ({record.path})")
+    tear_down(record, progress)
     return True
 
 
@@ -175,14 +249,23 @@ class StackOptions:
 
     speed: float = 1.0
     with_operator: bool = True
+    in_cluster: bool = False
 
     def argv(self) -> list[str]:
-        return [f"--speed={self.speed}"] + ([] if self.with_operator else ["--no-operator"])
+        return (
+            [f"--speed={self.speed}"]
+            + ([] if self.with_operator else ["--no-operator"])
+            + (["--in-cluster"] if self.in_cluster else [])
+        )
 
     @classmethod
     def parse(cls, argv: list[str]) -> StackOptions:
         speed = next((float(a.split("=", 1)[1]) for a in argv if a.startswith("--speed=")), 1.0)
-        return cls(speed=speed, with_operator="--no-operator" not in argv)
+        return cls(
+            speed=speed,
+            with_operator="--no-operator" not in argv,
+            in_cluster="--in-cluster" in argv,
+        )
 
 
 DEV_API_KEY = "sim-key"
@@ -237,6 +320,28 @@ def _install_crd(kubeconfig: Path, log_dir: Path) -> None:
     )
 
 
+def _start_simulator(
+    files: StackFiles, options: StackOptions, tenant: Path, host: str, port: int
+) -> tuple[ManagedProcess, str]:
+    """The Together simulator, handing out ``tenant`` as every cluster's kubeconfig."""
+    base_url = f"http://{host}:{port}"
+    simulator = spawn(
+        "simulator",
+        _cli(
+            "simulator",
+            f"--host={host}",
+            f"--port={port}",
+            f"--api-key={DEV_API_KEY}",
+            f"--speed={options.speed}",
+            f"--state-file={files.root / 'simulator-state.json'}",
+            f"--tenant-kubeconfig={tenant}",
+        ),
+        files.root / "logs" / "simulator.log",
+    )
+    _wait_http_ok(f"{base_url}/_sim/health", simulator)
+    return simulator, base_url
+
+
 def _start_components(
     plane: ControlPlane, files: StackFiles, options: StackOptions
 ) -> tuple[list[ManagedProcess], dict[str, str]]:
@@ -246,22 +351,10 @@ def _start_components(
     # The simulator hands out a kubeconfig for this very control plane, so the Secret the
     # operator writes is one that really works.
     tenant = plane.mint_user("tenant-admin", ["system:masters"], name="tenant")
-    sim_port = free_loopback_port()
-    base_url = f"http://127.0.0.1:{sim_port}"
-    simulator = spawn(
-        "simulator",
-        _cli(
-            "simulator",
-            f"--port={sim_port}",
-            f"--api-key={DEV_API_KEY}",
-            f"--speed={options.speed}",
-            f"--state-file={files.root / 'simulator-state.json'}",
-            f"--tenant-kubeconfig={tenant}",
-        ),
-        logs / "simulator.log",
+    simulator, base_url = _start_simulator(
+        files, options, tenant, "127.0.0.1", free_loopback_port()
     )
     components = [simulator]
-    _wait_http_ok(f"{base_url}/_sim/health", simulator)
     variables = {
         "KUBECONFIG": str(plane.kubeconfig),
         "TOGETHER_BASE_URL": base_url,
@@ -303,11 +396,18 @@ def supervise(state_dir: Path, options: StackOptions) -> None:
     shutil.rmtree(files.control_plane, ignore_errors=True)
     (files.root / "simulator-state.json").unlink(missing_ok=True)
     components: list[ManagedProcess] = []
-    control_plane: ControlPlane | None = None
+    stop_cluster: Callable[[], None] | None = None
     try:
-        control_plane = ControlPlane.start(files.control_plane)
-        print(f"kube-apiserver {control_plane.server}", flush=True)
-        components, variables = _start_components(control_plane, files, options)
+        if options.in_cluster:
+            from together_operator.devenv import incluster
+
+            node, components, variables = incluster.start(files, options, _start_simulator)
+            stop_cluster = lambda: node.stop(_announce)  # noqa: E731
+        else:
+            control_plane = ControlPlane.start(files.control_plane)
+            stop_cluster = control_plane.stop
+            print(f"kube-apiserver {control_plane.server}", flush=True)
+            components, variables = _start_components(control_plane, files, options)
         write_private_file(files.env, export_lines(variables).encode())
         print(f"ready: Together simulator {variables['TOGETHER_BASE_URL']}", flush=True)
         while not stopping:
@@ -320,10 +420,14 @@ def supervise(state_dir: Path, options: StackOptions) -> None:
         files.env.unlink(missing_ok=True)
         for component in reversed(components):
             component.stop()
-        if control_plane is not None:
-            control_plane.stop()
+        if stop_cluster is not None:
+            stop_cluster()
         files.pid.unlink(missing_ok=True)
         print("stopped", flush=True)
+
+
+def _announce(message: str) -> None:
+    print(message, flush=True)
 
 
 if __name__ == "__main__":

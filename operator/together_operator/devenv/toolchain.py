@@ -1,11 +1,14 @@
-"""Find or build the control-plane binaries (etcd, kube-apiserver, kubectl).
+"""Find or build the Kubernetes binaries: the control plane (etcd, kube-apiserver, kubectl),
+helm, and the node (kubelet, kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS).
 
 Resolution order, first hit wins:
   1. explicit paths: ``TEST_ASSET_<NAME>`` (e.g. ``TEST_ASSET_KUBE_APISERVER``), then
      ``$KUBEBUILDER_ASSETS/<name>`` (the envtest conventions);
   2. ``PATH``;
   3. the project's cache, ``~/.cache/together-operator/`` (or ``$TOGETHER_OPERATOR_CACHE``);
-  4. built once from the Go module proxy with the machine's ``go``, then cached;
+  4. built once from the Go module proxy with the machine's ``go``, then cached; tools of one
+     module (the Kubernetes binaries) build together in one ``go build``, which schedules
+     their packages over every core, and different modules build side by side;
   5. otherwise a :class:`ToolchainError` that says what to install.
 
 Versions are pinned here and nowhere else.
@@ -22,13 +25,15 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
+COREDNS_VERSION = "v1.14.7"
 
 ProgressFn = Callable[[str], None]
 
@@ -82,8 +87,22 @@ ETCD = GoTool("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, "go.etcd.io/etc
 KUBE_APISERVER = _kubernetes_tool("kube-apiserver")
 KUBECTL = _kubernetes_tool("kubectl")
 HELM = GoTool("helm", "helm.sh/helm/v3", HELM_VERSION, "helm.sh/helm/v3/cmd/helm")
+KUBELET = _kubernetes_tool("kubelet")
+KUBE_CONTROLLER_MANAGER = _kubernetes_tool("kube-controller-manager")
+KUBE_SCHEDULER = _kubernetes_tool("kube-scheduler")
+KUBE_PROXY = _kubernetes_tool("kube-proxy")
+COREDNS = GoTool(
+    "coredns",
+    "github.com/coredns/coredns",
+    COREDNS_VERSION,
+    "github.com/coredns/coredns",
+    version_variables=(("github.com/coredns/coredns/coremain.GitCommit", COREDNS_VERSION),),
+)
 
 CONTROL_PLANE_TOOLS = (ETCD, KUBE_APISERVER, KUBECTL)
+#: What a one-node cluster adds to the control plane (`dev up --in-cluster`, the e2e tier).
+NODE_TOOLS = (KUBELET, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBE_PROXY, COREDNS)
+ALL_TOOLS = (*CONTROL_PLANE_TOOLS, HELM, *NODE_TOOLS)
 
 
 def cache_root() -> Path:
@@ -139,13 +158,29 @@ def resolve_binary(tool: GoTool, progress: ProgressFn | None = None) -> Path:
 def ensure_binaries(
     tools: tuple[GoTool, ...] = CONTROL_PLANE_TOOLS, progress: ProgressFn | None = None
 ) -> dict[str, Path]:
-    """Resolve every tool, building what is missing; returns name -> path."""
-    return {tool.name: resolve_binary(tool, progress) for tool in tools}
+    """Resolve every tool, building what is missing; returns name -> path.
+
+    Missing tools of one module at one version build together (one ``go build`` of several
+    packages shares the dependency graph); up to two such groups build at the same time, so
+    one group's downloads and link steps overlap the other's compiling.
+    """
+    report = progress or _stderr
+    found = {tool.name: find_binary(tool) for tool in tools}
+    groups: dict[tuple[str, str], list[GoTool]] = {}
+    for tool in tools:
+        if found[tool.name] is None:
+            groups.setdefault((tool.module, tool.version), []).append(tool)
+    if groups:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(build_group_and_cache, tuple(g), report) for g in groups.values()]
+            for job in jobs:
+                found.update(job.result())
+    return {tool.name: path for tool in tools if (path := found[tool.name]) is not None}
 
 
 def asset_environment(binaries: dict[str, Path]) -> dict[str, str]:
     """``TEST_ASSET_*`` variables that make a child process use exactly these binaries."""
-    by_name = {tool.name: tool for tool in (*CONTROL_PLANE_TOOLS, HELM)}
+    by_name = {tool.name: tool for tool in ALL_TOOLS}
     return {by_name[name].env_var: str(path) for name, path in binaries.items()}
 
 
@@ -164,52 +199,89 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+GroupBuilder = Callable[[tuple[GoTool, ...], Path, Path], None]
+
+
 def build_and_cache(
     tool: GoTool,
     progress: ProgressFn,
     builder: Callable[[GoTool, Path, Path], None] | None = None,
 ) -> Path:
-    """Build ``tool`` into the cache, safely when several processes race.
+    """Build one ``tool`` into the cache (see :func:`build_group_and_cache`)."""
 
-    One process builds under an exclusive lock; the others wait on the lock and then find
-    the finished binary. The binary is written to a temporary name in the same directory and
-    renamed into place, so the cache slot is either absent or complete, never half-written.
+    def build_one(tools: tuple[GoTool, ...], outdir: Path, log_path: Path) -> None:
+        (builder or _go_build_one)(tools[0], outdir / tools[0].name, log_path)
+
+    return build_group_and_cache((tool,), progress, build_one)[tool.name]
+
+
+def _go_build_one(tool: GoTool, output: Path, log_path: Path) -> None:
+    _go_build((tool,), output.parent, log_path)
+
+
+def build_group_and_cache(
+    tools: tuple[GoTool, ...], progress: ProgressFn, builder: GroupBuilder | None = None
+) -> dict[str, Path]:
+    """Build ``tools`` (one module, one version) into the cache, safely when processes race.
+
+    One process builds under exclusive locks (taken in name order, so two groups that share
+    a tool cannot deadlock); the others wait and then find the finished binaries. Binaries
+    are built into a scratch directory beside their slots and renamed into place, so a
+    cache slot is either absent or complete, never half-written.
     """
-    target = cached_binary_path(tool)
-    with _exclusive_lock(cache_root() / "locks" / f"{tool.name}-{tool.version}.lock"):
-        if _is_executable(target):
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        log_path = cache_root() / "logs" / f"build-{tool.name}-{tool.version}.log"
+    with ExitStack() as locks:
+        for tool in sorted(tools, key=lambda t: t.name):
+            locks.enter_context(
+                _exclusive_lock(cache_root() / "locks" / f"{tool.name}-{tool.version}.lock")
+            )
+        done = {
+            t.name: cached_binary_path(t) for t in tools if _is_executable(cached_binary_path(t))
+        }
+        missing = tuple(t for t in tools if t.name not in done)
+        if not missing:
+            return done
+        names = ", ".join(t.name for t in missing)
+        version = missing[0].version
+        slug = "-".join(t.name for t in missing)
+        log_path = cache_root() / "logs" / f"build-{slug}-{version}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Beside the first slot: the same filesystem, so the renames below are atomic.
+        scratch_parent = cached_binary_path(missing[0]).parent
+        scratch_parent.mkdir(parents=True, exist_ok=True)
         progress(
-            f"building {tool.name} {tool.version} from the Go module proxy "
-            f"(once; cached in {target.parent}); log: {log_path}"
+            f"building {names} {version} from the Go module proxy "
+            f"(once; cached in {cache_root() / 'bin'}); log: {log_path}"
         )
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as scratch:
-            partial = Path(scratch) / tool.name
-            (builder or _go_build)(tool, partial, log_path)
-            if not _is_executable(partial):
-                raise ToolchainError(f"building {tool.name} produced no binary; see {log_path}")
-            os.replace(partial, target)
-        progress(f"built {tool.name} -> {target}")
-        return target
+        with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".build-") as scratch:
+            (builder or _go_build)(missing, Path(scratch), log_path)
+            for tool in missing:
+                partial = Path(scratch) / tool.name
+                if not _is_executable(partial):
+                    raise ToolchainError(f"building {tool.name} produced no binary; see {log_path}")
+                target = cached_binary_path(tool)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(partial, target)
+                done[tool.name] = target
+        progress(f"built {names} -> {cache_root() / 'bin'}")
+        return done
 
 
 def _go_executable() -> str:
     go = shutil.which("go")
     if go is None:
         raise ToolchainError(
-            "etcd / kube-apiserver / kubectl were not found (TEST_ASSET_*, KUBEBUILDER_ASSETS, "
-            f"PATH, {cache_root() / 'bin'}) and there is no `go` to build them. Install Go "
-            "1.24+ (https://go.dev/dl) or point KUBEBUILDER_ASSETS at a directory holding "
-            "etcd, kube-apiserver and kubectl (e.g. from `setup-envtest use`)."
+            "etcd / kube-apiserver / kubectl (or another Kubernetes binary) were not found "
+            f"(TEST_ASSET_*, KUBEBUILDER_ASSETS, PATH, {cache_root() / 'bin'}) and there is no "
+            "`go` to build them. Install Go 1.24+ (https://go.dev/dl) or point "
+            "KUBEBUILDER_ASSETS at a directory holding etcd, kube-apiserver and kubectl (e.g. "
+            "from `setup-envtest use`) and the node binaries."
         )
     return go
 
 
 def _run_go(args: list[str], cwd: Path, log_path: Path) -> str:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOWORK="off")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log:
         log.write(f"$ go {' '.join(args)}\n")
         log.flush()
@@ -251,28 +323,40 @@ def wrapper_gomod(tool: GoTool, replacements: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _go_build(tool: GoTool, output: Path, log_path: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"build-{tool.name}-") as workdir_name:
+def _download_module(module: str, version: str, log_path: Path) -> dict[str, str]:
+    """``go mod download -json``: where the module's source and go.mod are in the cache."""
+    with tempfile.TemporaryDirectory(prefix="module-download-") as workdir:
+        info: dict[str, str] = json.loads(
+            _run_go(["mod", "download", "-json", f"{module}@{version}"], Path(workdir), log_path)
+        )
+    return info
+
+
+def module_source_dir(module: str, version: str, log_path: Path) -> Path:
+    """Download ``module@version`` into the Go module cache; the directory of its source."""
+    return Path(_download_module(module, version, log_path)["Dir"])
+
+
+def _go_build(tools: tuple[GoTool, ...], outdir: Path, log_path: Path) -> None:
+    """One wrapper module requiring the tools' module; one ``go build`` of all their packages."""
+    first = tools[0]
+    with tempfile.TemporaryDirectory(prefix=f"build-{first.name}-") as workdir_name:
         workdir = Path(workdir_name)
         replacements: dict[str, str] = {}
-        if tool.replace_kubernetes_staging:
-            info = json.loads(
-                _run_go(
-                    ["mod", "download", "-json", f"{tool.module}@{tool.version}"], workdir, log_path
-                )
-            )
-            replacements = kubernetes_staging_replacements(
-                Path(info["GoMod"]).read_text(), tool.version
-            )
-        (workdir / "go.mod").write_text(wrapper_gomod(tool, replacements))
-        # A build-tagged import makes `go mod tidy` resolve the package's whole graph.
-        (workdir / "tools.go").write_text(
-            f'//go:build tools\n\npackage tools\n\nimport _ "{tool.package}"\n'
-        )
+        if first.replace_kubernetes_staging:
+            gomod = Path(_download_module(first.module, first.version, log_path)["GoMod"])
+            replacements = kubernetes_staging_replacements(gomod.read_text(), first.version)
+        (workdir / "go.mod").write_text(wrapper_gomod(first, replacements))
+        # Build-tagged imports make `go mod tidy` resolve every package's whole graph.
+        imports = "".join(f'import _ "{tool.package}"\n' for tool in tools)
+        (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}")
         _run_go(["mod", "tidy"], workdir, log_path)
-        ldflags = " ".join(f"-X {name}={value}" for name, value in tool.version_variables)
+        ldflags = " ".join(f"-X {name}={value}" for name, value in first.version_variables)
+        packages = [tool.package for tool in tools]
+        # With one package `-o` names the file; with several, a directory ending in a slash.
+        output = str(outdir / first.name) if len(tools) == 1 else f"{outdir}/"
         _run_go(
-            ["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(output), tool.package],
+            ["build", "-trimpath", f"-ldflags={ldflags}", "-o", output, *packages],
             workdir,
             log_path,
         )
