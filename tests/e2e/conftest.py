@@ -37,7 +37,9 @@ from together_operator.devenv.incluster import API_KEY_SECRET, deploy_image_tag,
 from together_operator.devenv.system import missing_packages
 from together_operator.devenv.toolchain import HELM, KUBECTL, resolve_binary
 from together_operator.gpucluster.spec import GROUP, PLURAL
+from together_operator.simulator.admin import SimulatorAdmin
 from together_operator.simulator.server import RunningSimulator
+from together_operator.simulator.state import ClusterSummary
 
 REPO = Path(__file__).resolve().parents[2]
 #: Setup may build the stand-in base image and the operator's image (minutes when cold).
@@ -140,7 +142,7 @@ class NodeStack:
 
     def __post_init__(self) -> None:
         running = RunningSimulator(base_url=self.base_url, stop=lambda: None)
-        self.simulator = Simulator(running, self.kubeconfig)
+        self.simulator = Simulator(running, self.kubeconfig, SimulatorAdmin(running.admin_url))
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
         return run(
@@ -368,8 +370,9 @@ def image_tag() -> str:
     return deploy_image_tag(REPO)
 
 
-def live_clusters(node: NodeStack, name: str) -> list[dict[str, Any]]:
-    return [c for c in node.simulator.clusters_named(name) if not c.get("deleted")]
+def live_clusters(node: NodeStack, base: str) -> list[ClusterSummary]:
+    """The clusters created for ``base`` (``<namespace>-<name>``) and not deleted."""
+    return [c for c in node.simulator.clusters_for(base) if not c.deleted]
 
 
 def wait_namespace_gone(node: NodeStack, name: str, timeout: float = 120) -> None:

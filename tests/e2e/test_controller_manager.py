@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from tests.deploy.manifests import SYSTEM_NAMESPACE
 from tests.e2e.conftest import NodeStack, live_clusters, wait_namespace_gone
 from tests.integration.conftest import GPUClusters
@@ -71,9 +73,10 @@ def test_kubeconfig_secret_is_garbage_collected_through_its_owner_reference(
     finally:
         scale_operator(node, 1)
     # The Together cluster was released by hand above: delete it at Together, as a person would.
-    node.simulator.admin.delete(
-        f"{node.base_url}/v1/compute/clusters/{cluster['cluster']['cluster_id']}",
+    httpx.delete(
+        f"{node.base_url}/v1/compute/clusters/{cluster.cluster.cluster_id}",
         headers={"Authorization": f"Bearer {node.api_key}"},
+        timeout=10,
     ).raise_for_status()
 
 
@@ -95,4 +98,4 @@ def test_deleting_a_namespace_deletes_its_clusters_and_finishes(
     wait_namespace_gone(node, namespace, timeout=180)
     for name in ("first", "second"):
         assert live_clusters(node, f"{namespace}-{name}") == []
-        assert len(node.simulator.clusters_named(f"{namespace}-{name}")) == 1
+        assert len(node.simulator.clusters_for(f"{namespace}-{name}")) == 1

@@ -51,7 +51,7 @@ def test_helm_with_watch_namespaces_manages_only_those(
         # Long enough for the operator to have acted on the other one, had it watched it.
         time.sleep(10)
         assert "status" not in (gpuclusters.get(other, "unseen") or {})
-        assert node.simulator.clusters_named(f"{other}-unseen") == []
+        assert node.simulator.clusters_for(f"{other}-unseen") == []
         # Without a finalizer (never touched) the unwatched object deletes at once.
         gpuclusters.delete_and_wait(other, "unseen", timeout=30)
         gpuclusters.delete_and_wait(watched, "seen", timeout=120)
@@ -89,6 +89,6 @@ def test_helm_upgrade_to_a_new_tag_while_a_cluster_is_created_ends_with_one_clus
     node.wait_operator_ready()
     gpuclusters.wait_condition(namespace, "upgraded", "Ready", "True", timeout=120)
     assert operator_image(node) == f"together-operator:{new_tag}"
-    assert len(node.simulator.clusters_named(f"{namespace}-upgraded")) == 1
+    assert len(node.simulator.clusters_for(f"{namespace}-upgraded")) == 1
     assert len(live_clusters(node, f"{namespace}-upgraded")) == 1
     gpuclusters.delete_and_wait(namespace, "upgraded", timeout=120)

@@ -85,7 +85,7 @@ def test_gpucluster_lifecycle_is_reconciled_by_the_operator_pod(
     together_name = f"{namespace}-lifecycle"
     gpuclusters.patch_spec(namespace, "lifecycle", {"numGpus": 16})
     wait_for(
-        lambda: [c for c in live_clusters(node, together_name) if c["cluster"]["num_gpus"] == 16],
+        lambda: [c for c in live_clusters(node, together_name) if c.cluster.num_gpus == 16],
         timeout=90,
         interval=1,
         what="Together to scale the cluster to 16 GPUs",
@@ -100,8 +100,8 @@ def test_gpucluster_lifecycle_is_reconciled_by_the_operator_pod(
     )
 
     gpuclusters.delete_and_wait(namespace, "lifecycle", timeout=120)
-    [cluster] = node.simulator.clusters_named(together_name)
-    assert cluster["deleted"], "the GPUCluster is gone but its Together cluster is not"
+    [cluster] = node.simulator.clusters_for(together_name)
+    assert cluster.deleted, "the GPUCluster is gone but its Together cluster is not"
 
 
 def test_operator_pod_passes_its_liveness_probe(kustomize_install: NodeStack) -> None:
@@ -187,5 +187,5 @@ def test_deleting_the_operator_pod_right_after_apply_creates_one_cluster(
     )
     node.wait_operator_ready()
     gpuclusters.wait_condition(namespace, "restart", "Ready", "True", timeout=120)
-    assert len(node.simulator.clusters_named(f"{namespace}-restart")) == 1
+    assert len(node.simulator.clusters_for(f"{namespace}-restart")) == 1
     gpuclusters.delete_and_wait(namespace, "restart", timeout=120)
