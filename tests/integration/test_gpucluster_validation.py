@@ -162,7 +162,23 @@ def test_immutable_field_edit_is_rejected(
     with pytest.raises(ApiException) as rejected:
         gpuclusters.patch_spec(namespace, "fixed", change)
     assert rejected.value.status == 422
-    assert f"spec.{field} is immutable" in rejection_message(rejected.value)
+    message = rejection_message(rejected.value)
+    assert f"spec.{field} " in message
+    assert "immutable: Together cannot change" in message
+
+
+def test_every_immutable_field_changed_at_once_is_named(
+    gpuclusters: GPUClusters, namespace: str
+) -> None:
+    gpuclusters.create(namespace, "fixed")
+    with pytest.raises(ApiException) as rejected:
+        gpuclusters.patch_spec(
+            namespace, "fixed", {"region": "us-central-4", "numGpus": 16, "gpuType": "H200_SXM"}
+        )
+    assert rejected.value.status == 422
+    message = rejection_message(rejected.value)
+    assert "spec.region spec.gpuType are immutable" in message
+    assert "numGpus" not in message  # mutable: changing it is fine
 
 
 def test_mutable_fields_can_change(gpuclusters: GPUClusters, namespace: str) -> None:

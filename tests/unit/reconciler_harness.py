@@ -158,6 +158,10 @@ class FakeKube(KubeApi):
         self.versions: dict[tuple[str, str], int] = {}
         self.secrets: dict[tuple[str, str], StoredSecret] = {}
         self.writes: list[KubeWrite] = []
+        #: Secret creates refused because the name was taken (as the API server does: 409).
+        self.refused_creates: list[str] = []
+        #: The name of every Secret read.
+        self.secret_reads: list[str] = []
         #: Called with every write as it happens (to look at Together at that moment).
         self.on_write: Callable[[KubeWrite], None] | None = None
 
@@ -178,6 +182,7 @@ class FakeKube(KubeApi):
 
     async def read_secret(self, namespace: str, name: str) -> Any | None:
         await asyncio.sleep(0)
+        self.secret_reads.append(name)
         return copy.deepcopy(self.secrets.get((namespace, name)))  # a copy, as from the API
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
@@ -188,7 +193,10 @@ class FakeKube(KubeApi):
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
-        assert (namespace, name) not in self.secrets, f"Secret {name} exists: 409"
+        await asyncio.sleep(0)
+        if (namespace, name) in self.secrets:
+            self.refused_creates.append(name)
+            raise ApiException(status=409, reason="AlreadyExists")
         self._store_secret(namespace, body)
         await self._log("create_secret", body)
 
@@ -230,12 +238,17 @@ class FakeKube(KubeApi):
         self.versions[(namespace, name)] = self.versions.get((namespace, name), 0) + 1
         await self._log("patch_annotations", annotations)
 
+    def close(self) -> None:
+        pass  # no threads to stop
+
     async def patch_status(
         self,
         namespace: str,
         name: str,
         status: dict[str, Any],
         resource_version: str | None = None,
+        *,
+        urgent: bool = False,
     ) -> None:
         key = (namespace, name)
         if resource_version is not None and resource_version != str(self.versions.get(key, 0)):
@@ -365,11 +378,15 @@ class Harness:
         """Let the reconciler create the cluster, then bring it to Ready; its ID."""
         await self.visit(spec)
         cluster_id: str = self.status()["clusterId"]
+        await self.bring_to_ready(spec)
+        assert self.condition("Ready")["status"] == "True", self.status()
+        return cluster_id
+
+    async def bring_to_ready(self, spec: Mapping[str, Any] = SPEC) -> None:
+        """Let Together finish the cluster, and visit once it lists it Ready."""
         self.sim.advance(TO_READY_SECONDS)
         await self.fresh_list()
         await self.visit(spec)
-        assert self.condition("Ready")["status"] == "True", self.status()
-        return cluster_id
 
     def annotations(self) -> dict[str, str]:
         return self.kube.annotations.get((NAMESPACE, NAME), {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,10 @@ def test_mutability_is_declared_once_and_drives_rules_diff_and_create() -> None:
         "spec"
     ]["x-kubernetes-validations"]
     immutable = {
-        r["rule"].split("has(self.")[1].split(")")[0]
+        field
         for r in rules
-        if "oldSelf" in r["rule"] and r != ADD_ON_TYPE_RULE
+        if r != ADD_ON_TYPE_RULE
+        for field in re.findall(r"oldSelf\.(\w+)", r["rule"])
     }
     assert immutable == {*IMMUTABLE_FIELDS, "clusterId"}
     assert set(updatable_fields()) == {

@@ -15,6 +15,7 @@ from tests.unit.fleet_support import (
     SLOW,
     TEST_TIMEOUT_SECONDS,
     FakeTogether,
+    RecordingPolicy,
     always,
     cluster,
     decisions,
@@ -150,3 +151,37 @@ async def test_hurry_never_shortens_an_earlier_longer_hurry() -> None:
     async with running(observer):
         await until(lambda: together.count >= 3, "fast polls while still hurried")
     assert all(changing for changing, _ in decisions(observer))
+
+
+async def test_a_slow_list_does_not_stretch_the_fast_interval() -> None:
+    """The interval runs from List to List: at a thousand clusters a List takes a while, and
+    waiting the whole fast interval after it would miss phases that last that long."""
+    observer_clock = [0.0]
+
+    def slow_answer(index: int) -> httpx.Response:
+        observer_clock[0] += 0.45  # each List takes 0.45 s of the observer's clock
+        return listing(cluster("c-1", status=ClusterStatus.INSTALLING_DRIVERS))
+
+    together = FakeTogether(slow_answer)
+    policy = RecordingPolicy(fast_seconds=0.5, slow_seconds=SLOW)
+    observer = observer_on(together, policy, _clock=lambda: observer_clock[0])
+    observer.watch("uid-c-1", cluster_id="c-1", cluster_name=None)
+    async with running(observer):
+        # Waiting 0.05 s between Lists, four take well under a second; waiting the whole
+        # 0.5 s after each answer, they would take 1.5 s.
+        await until(lambda: together.count >= 4, "four polls", within=1.0)
+
+
+async def test_a_burst_of_hurries_lists_at_the_fast_interval_not_at_once() -> None:
+    """A thousand creates each hurry the observer: that must mean "List within the fast
+    interval", not a List of the whole account per create."""
+    together = FakeTogether(always(cluster("c-1")))
+    observer = observer_on(together, RecordingPolicy(fast_seconds=0.3, slow_seconds=SLOW))
+    async with running(observer):
+        await until(lambda: together.count == 1, "the first poll")
+        for _ in range(20):  # 0.2 s of creates, each hurrying
+            observer.hurry()
+            await asyncio.sleep(0.01)
+        await until(lambda: together.count >= 2, "the hurried List")
+        assert together.count == 2
+    assert together.gaps()[0] >= 0.29  # the fast interval from the first List, not sooner

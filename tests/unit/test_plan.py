@@ -134,8 +134,20 @@ def test_a_deleting_namesake_does_not_block_creation() -> None:
     assert isinstance(action, plan.Create)
 
 
-def test_a_create_is_never_decided_on_a_cached_list() -> None:
-    assert isinstance(decide(spec(), observed=plan.Observation(fresh=False)), plan.LookAgain)
+def test_a_first_create_is_decided_on_the_shared_snapshot() -> None:
+    """No intent was ever recorded, so no POST under the incarnation's name can have been
+    sent: the cached List is enough, and a burst of creates costs no List."""
+    action = decide(spec(), observed=plan.Observation(fresh=False))
+    assert isinstance(action, plan.Create)
+    assert action.request.cluster_name == OWN_NAME
+
+
+def test_a_create_after_an_unanswered_one_is_never_decided_on_a_cached_list() -> None:
+    unanswered = plan.Recorded(create_intent_at=NOW - GRACE - datetime.timedelta(seconds=1))
+    cached = plan.Observation(fresh=False)
+    assert isinstance(decide(spec(), recorded=unanswered, observed=cached), plan.LookAgain)
+    fresh = plan.Observation(fresh=True)
+    assert isinstance(decide(spec(), recorded=unanswered, observed=fresh), plan.Create)
     # ... while everything that is not a create is decided on the cached list as it is.
     found = plan.Observation(same_name=[cluster(cluster_name=OWN_NAME)], fresh=False)
     assert isinstance(decide(spec(), observed=found), plan.Adopt)
@@ -445,3 +457,19 @@ def test_an_object_is_revisited_on_a_timer_only_when_no_change_would_wake_it() -
     assert revisit(Reason.CREDENTIALS_NOT_FOUND) == 30.0  # the Secret may appear any moment
     assert revisit(Reason.KUBECONFIG_SECRET_CONFLICT) == 60.0  # its owner may delete it
     assert revisit(Reason.UPDATE_NOT_APPLIED) == plan.STALLED_RETRY_SECONDS
+
+
+def test_nothing_is_created_before_the_finalizer_is_on_the_object() -> None:
+    """Deleted before kopf adds the finalizer, the object would vanish at once and leave its
+    cluster behind: the create waits for it."""
+    action = plan.plan_action(
+        spec(),
+        who=WHO,
+        recorded=plan.Recorded(),
+        observed=plan.Observation(fresh=True),
+        now=NOW,
+        intent_grace=GRACE,
+        finalized=False,
+    )
+    assert isinstance(action, plan.Wait)
+    assert action.reason == "WaitingForFinalizer"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.unit.reconciler_harness import (
     NAME,
     NAMESPACE,
     SCENARIO_TIMEOUT_SECONDS,
+    SPEC,
     UID,
     Harness,
     KubeWrite,
@@ -175,3 +177,21 @@ async def test_synced_stays_false_while_the_last_exchange_failed_and_none_follow
     await harness.visit()
     assert sim.requests(CREATE) == 2
     assert harness.condition("Synced")["status"] == "True"
+
+
+async def test_a_new_object_waits_for_its_finalizer_without_writing_anything(
+    harness: Harness, sim: Simulator
+) -> None:
+    """kopf adds the finalizer as the daemon starts: the first visit neither creates (the
+    object could vanish without it) nor writes a status for that moment's wait; once the
+    finalizer is on, the next visit creates."""
+    unfinalized = replace(harness.kube.gpucluster(SPEC, 1), finalized=False)
+
+    revisit = await harness.reconciler.reconcile(unfinalized, harness.memory, harness.event)
+
+    assert revisit is not None
+    assert sim.requests(CREATE) == 0
+    assert harness.kube.writes == []
+    await harness.visit()
+    assert sim.requests(CREATE) == 1
+    assert harness.status()["clusterId"]

@@ -13,7 +13,6 @@ from together_operator.gpucluster.status import (
     Verdict,
     conditions_for,
     mirror_cluster,
-    new_phase_transitions,
     status_patch,
 )
 from together_operator.together.errors import RateLimited, Unauthorized
@@ -140,16 +139,6 @@ def test_verdicts_per_together_state() -> None:
     assert not paused.reconciling
     assert not paused.stalled
     assert not paused.ready
-
-
-def test_only_unseen_phase_transitions_are_new() -> None:
-    seen = [
-        {
-            "phase": "CLUSTER_PHASE_WAITING_FOR_CONTROL_PLANE_NODES",
-            "transitionTime": "2026-11-22T11:00:00Z",
-        }
-    ]
-    assert new_phase_transitions(seen, info()) == [("CLUSTER_PHASE_READY", "2026-11-22T11:01:00Z")]
 
 
 def test_status_patch_holds_only_differences() -> None:

@@ -65,7 +65,7 @@ class Actions:
                 message = "the unanswered create never reached Together"
                 return None, Verdict.progressing(Reason.CONFIRMING_CREATE, message)
             case plan.Adopt(cluster, why, by_spec):
-                await self._records.own_cluster(
+                self._records.own_cluster(
                     obj, memory, cluster.cluster_id, observer.fingerprint, adopted=by_spec
                 )
                 event(
@@ -156,7 +156,7 @@ class Actions:
         except TogetherError:
             await self._records.clear_intent(obj, memory)  # a definite "no": nothing was created
             raise
-        await self._records.own_cluster(obj, memory, cluster.cluster_id, observer.fingerprint)
+        self._records.own_cluster(obj, memory, cluster.cluster_id, observer.fingerprint)
         observer.remember(cluster)
         observer.hurry()
         memory.failure.clear()

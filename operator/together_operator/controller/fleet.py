@@ -218,26 +218,45 @@ class FleetObserver:
         # that races with the wake event being set.
         while not self._stopping:
             backoff = self._backoff = self._backoff or self.policy.error_backoff()
-            delay = self.policy.fast_seconds
+            started = self._clock()
             try:
                 async with self._listing:
+                    started = self._clock()
                     snapshot = await self._poll_once()
                 backoff.succeeded()
-                delay = self.policy.interval(self._changing(snapshot))
+                # From List to List, not from answer to List: a List that takes a second at
+                # a thousand clusters must not stretch the fast interval past a phase that
+                # lasts exactly that long.
+                elapsed = self._clock() - started
+                delay = max(0.0, self.policy.interval(self._changing(snapshot)) - elapsed)
+                hurried = max(0.0, self.policy.fast_seconds - elapsed)
             except RetryLater as error:
-                delay = backoff.failed(error.retry_after)
+                delay = hurried = backoff.failed(error.retry_after)
             except TogetherError:
-                delay = backoff.failed()
+                delay = hurried = backoff.failed()
             except Exception:
                 # A List the client could not read must not end the loop: every GPUCluster
                 # of this key relies on its snapshots.
                 logger.exception("listing clusters (key %s) failed", self.fingerprint)
-                delay = backoff.failed()
+                delay = hurried = backoff.failed()
+            await self._rest(delay, hurried)
+
+    async def _rest(self, delay: float, hurried: float) -> None:
+        """Wait ``delay`` seconds before the next List; :meth:`stop` ends the wait, and
+        :meth:`hurry` cuts it to ``hurried`` (the fast interval from the last List, or an
+        error's backoff) — not to nothing: a burst of a thousand creates, each of which
+        hurries, must not become back-to-back Lists of the whole account."""
+        began = time.monotonic()
+        timeout = delay
+        while not self._stopping and timeout > 0:
             self._wake.clear()
-            if self._stopping:
-                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            waited = time.monotonic() - began
+            if self._clock() < self._hurry_until:
+                timeout = min(delay, hurried) - waited
+            else:
+                timeout = delay - waited
 
     async def _poll_once(self) -> Snapshot:
         """One List (the caller holds ``_listing``); wakes whoever it concerns."""

@@ -56,6 +56,21 @@ async def _until_rung(bell: asyncio.Event, stopped: kopf.DaemonStopped, seconds:
         stopping.cancel()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled configuration": no handler here reacts to a diff (the daemons compare
+    the spec themselves, deletion goes by deletionTimestamp), and storing one cost every new
+    GPUCluster a PATCH, a MODIFIED event to every watcher and a deep copy of each body seen."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def _jittered(seconds: float) -> float:
     return seconds * random.uniform(0.8, 1.2)
 
@@ -75,9 +90,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
         # No watching of CRDs and namespaces: least privilege (no cluster-wide read of
@@ -135,9 +148,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.event(*RESOURCE, registry=registry)
     def notice(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:
-        # The operator's own status writes change neither: they do not wake anyone.
+        # The operator's own status writes change none of these: they do not wake anyone.
+        # The finalizer does: a new object waits for it before its cluster is created.
         reconciler: Reconciler = memo["reconciler"]
-        seen = (body.metadata.get("generation"), dict(body.metadata.annotations))
+        finalized = FINALIZER in (body.metadata.get("finalizers") or ())
+        seen = (body.metadata.get("generation"), dict(body.metadata.annotations), finalized)
         memory = reconciler.memory_of(uid)
         if memory.seen != seen:
             memory.seen = seen

@@ -4,7 +4,8 @@ The official client is synchronous; each call runs in a worker thread so that th
 (and every other GPUCluster) keeps going. Writes that must land *before* a Together call —
 the create intent — are made here, synchronously confirmed, not deferred to kopf's patch.
 
-Calls queue behind a concurrency limit, and an API server that sheds load (429 from API
+Calls queue behind a concurrency limit (the writes a Together call waits on ahead of status
+reports: see :mod:`.lanes`), and an API server that sheds load (429 from API
 Priority and Fairness, which throttles a ServiceAccount where it would not an admin) or
 fails for a moment (5xx) is answered by waiting as long as it asks, a few times, before the
 error reaches the caller.
@@ -14,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from together_operator.controller.lanes import Lanes
 from together_operator.gpucluster.spec import GROUP, PLURAL, VERSION
 from together_operator.together.backoff import Backoff, BackoffPolicy
 
@@ -31,6 +34,8 @@ T = TypeVar("T")
 ATTEMPTS = 5
 _RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BACKOFF = BackoffPolicy(base=0.5, cap=10.0, jitter=0.5)
+#: Calls in flight at once when the caller does not say.
+DEFAULT_IN_FLIGHT = 8
 
 
 def load_api_client() -> Any:
@@ -53,17 +58,24 @@ def _retry_after(error: ApiException) -> float | None:
 class KubeApi:
     """Async wrappers around the calls the controller needs."""
 
-    def __init__(self, api_client: Any, *, max_in_flight: int | None = None) -> None:
+    def __init__(self, api_client: Any, *, max_in_flight: int = DEFAULT_IN_FLIGHT) -> None:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self._in_flight = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._in_flight = Lanes(max_in_flight)
+        # Its own threads, as many as calls may be in flight: the default executor has only
+        # as many as cores plus four, and the rest of the process uses it too.
+        self._threads = ThreadPoolExecutor(max_in_flight, thread_name_prefix="kube-api")
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, function: Callable[..., T], *args: Any, urgent: bool = False) -> T:
         backoff = Backoff(_BACKOFF)
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                async with self._in_flight or contextlib.nullcontext():
-                    return await asyncio.to_thread(function, *args)
+                async with self._in_flight.slot(urgent=urgent):
+                    return await loop.run_in_executor(self._threads, partial(function, *args))
             except ApiException as error:
                 if error.status not in _RETRIED_STATUSES or backoff.failures + 1 >= ATTEMPTS:
                     raise
@@ -123,9 +135,12 @@ class KubeApi:
         name: str,
         status: dict[str, Any],
         resource_version: str | None = None,
+        *,
+        urgent: bool = False,
     ) -> None:
         """Merge-patch the status subresource of a GPUCluster; with ``resource_version``,
-        only if the object is still at that version (409 otherwise)."""
+        only if the object is still at that version (409 otherwise). An ``urgent`` write
+        (one a Together call waits on) goes before every ordinary one queued."""
         body: dict[str, Any] = {"status": status}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -137,4 +152,5 @@ class KubeApi:
             PLURAL,
             name,
             body,
+            urgent=urgent,
         )

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from together_operator.controller.credentials import KUBECONFIG_ROLE, ROLE_LABEL
 from together_operator.controller.kube import KubeApi
 from together_operator.controller.objects import EventFn, Owner, SecretMemory
@@ -73,11 +75,17 @@ def owned_by(secret: Any, owner: Owner) -> bool:
 
 
 async def ensure_kubeconfig_secret(
-    kube: KubeApi, owner: Owner, secret_name: str, kubeconfig: str
+    kube: KubeApi, owner: Owner, secret_name: str, kubeconfig: str, *, probably_new: bool = False
 ) -> SecretOutcome:
-    """Create or update the Secret when its content differs; never touch a foreign one."""
-    existing = await kube.read_secret(owner.namespace, secret_name)
+    """Create or update the Secret when its content differs; never touch a foreign one.
+
+    ``probably_new``: the GPUCluster never showed a published Secret, so create it straight
+    away (one call, not a read and a create, for each of a thousand new clusters); an
+    existing Secret refuses the create and is then read as usual."""
     wanted = secret_manifest(owner, secret_name, kubeconfig)
+    if probably_new and await _created(kube, owner.namespace, wanted):
+        return SecretOutcome.WRITTEN
+    existing = await kube.read_secret(owner.namespace, secret_name)
     if existing is None:
         await kube.create_secret(owner.namespace, wanted)
         return SecretOutcome.WRITTEN
@@ -90,6 +98,17 @@ async def ensure_kubeconfig_secret(
     wanted["metadata"]["resourceVersion"] = existing.metadata.resource_version
     await kube.replace_secret(owner.namespace, secret_name, wanted)
     return SecretOutcome.WRITTEN
+
+
+async def _created(kube: KubeApi, namespace: str, wanted: dict[str, Any]) -> bool:
+    """Create the Secret; False when one by that name exists already."""
+    try:
+        await kube.create_secret(namespace, wanted)
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise
+    return True
 
 
 async def delete_owned_secret(kube: KubeApi, owner: Owner, secret_name: str) -> bool:
@@ -129,8 +148,11 @@ class KubeconfigPublisher:
         cluster: GPUClusterInfo | None,
         memory: SecretMemory,
         event: EventFn,
+        *,
+        shown_before: bool = True,
     ) -> Stall | None:
-        """Write the kubeconfig if it is new; the conflict, if a foreign Secret is in the way."""
+        """Write the kubeconfig if it is new; the conflict, if a foreign Secret is in the way.
+        ``shown_before``: the object's status names a Secret published for it already."""
         secret_name = secret_name_for(owner.name, spec)
         if cluster is None or not cluster.kube_config:
             return self.conflict(owner, secret_name, memory)
@@ -148,7 +170,9 @@ class KubeconfigPublisher:
         if memory.digest == digest or (memory.foreign and recently_checked):
             return self.conflict(owner, secret_name, memory)
         memory.foreign_checked_at = time.monotonic()
-        outcome = await ensure_kubeconfig_secret(self._kube, owner, secret_name, kubeconfig)
+        outcome = await ensure_kubeconfig_secret(
+            self._kube, owner, secret_name, kubeconfig, probably_new=not shown_before
+        )
         foreign = outcome is SecretOutcome.FOREIGN
         memory.digest = None if foreign else digest
         memory.written_to = None if foreign else secret_name

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from together_operator.gpucluster.plan import Incarnation
-from together_operator.gpucluster.spec import GROUP, KIND, VERSION, AlertStatus
+from together_operator.gpucluster.spec import FINALIZER, GROUP, KIND, VERSION, AlertStatus
 from together_operator.gpucluster.status import Verdict
 from together_operator.together.health import PassiveHealthCheckAlert
 from together_operator.together.models import AddOnInfo
@@ -63,6 +63,8 @@ class GPUClusterObject:
     annotations: Mapping[str, str]
     resource_version: str | None = None
     created_at: datetime.datetime | None = None
+    #: The operator's finalizer is on the object.
+    finalized: bool = True
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> GPUClusterObject:
@@ -78,6 +80,7 @@ class GPUClusterObject:
             annotations=meta.get("annotations") or {},
             resource_version=meta.get("resourceVersion"),
             created_at=parse_time(created),
+            finalized=FINALIZER in (meta.get("finalizers") or ()),
         )
 
     @property
@@ -175,9 +178,12 @@ class ObjectMemory:
     doorbell: asyncio.Event = field(default_factory=asyncio.Event)
     #: The observer this object watches through (a rotated key moves it to another).
     observer_key: tuple[str, str | None] | None = None
-    #: (generation, annotations) of the body last seen by the event handler.
-    seen: tuple[int | None, dict[str, str]] | None = None
+    #: (generation, annotations, finalized) of the body last seen by the event handler.
+    seen: tuple[int | None, dict[str, str], bool] | None = None
     cluster_id: str | None = None
+    #: Records made in this process and not written yet: they go with the visit's status
+    #: report (see :meth:`Records.own_cluster`).
+    unsaved_records: dict[str, Any] | None = None
     intent_at: datetime.datetime | None = None
     intent_cleared: bool = False
     key_fingerprint: str | None = None
@@ -193,6 +199,5 @@ class ObjectMemory:
     api_key: str | None = None
     #: The credentials Secret the object named last (to let go of it when that changes).
     credentials_secret: str | None = None
-    seen_phases: set[tuple[str, str]] | None = None
     add_ons: AddOnMemory = field(default_factory=AddOnMemory)
     health: HealthMemory = field(default_factory=HealthMemory)

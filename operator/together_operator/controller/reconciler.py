@@ -46,6 +46,8 @@ __all__ = ["EventFn", "GPUClusterObject", "ObjectMemory", "Reconciler"]
 #: A write refused because the object changed meanwhile is retried this soon (the fresh
 #: body arrives through the watch in the meantime).
 STALE_RETRY_SECONDS = 0.5
+#: A new object waiting for its finalizer is looked at again this soon if nothing wakes it.
+FINALIZER_RECHECK_SECONDS = 5.0
 
 
 class Reconciler:
@@ -85,6 +87,7 @@ class Reconciler:
 
     async def close(self) -> None:
         await self.fleet.close()
+        self.kube.close()
 
     def memory_of(self, uid: str) -> ObjectMemory:
         """What this process remembers of the GPUCluster ``uid`` (created on first use)."""
@@ -158,6 +161,10 @@ class Reconciler:
                 outcome = await self._reconcile(obj, memory, event)
             except StaleObject:
                 return STALE_RETRY_SECONDS  # nothing was written; decide again, afresh
+            if outcome.verdict.reason == Reason.WAITING_FOR_FINALIZER:
+                # A wait of moments, ended by the finalizer's own event: not worth a status
+                # write per new object. Looked at again soon in case that event is missed.
+                return FINALIZER_RECHECK_SECONDS
             await self.reporter.report(obj, memory, outcome, event)
             return plan.revisit_after(
                 outcome.verdict.reason,
@@ -226,7 +233,14 @@ class Reconciler:
         if observer.error is not None:
             verdict = verdict.with_list_error(observer.error)
         cluster = cluster or own  # waiting or stalled still shows Together's view of its own
-        conflict = await self._publisher.publish(obj.owner, spec, cluster, memory.secret, event)
+        conflict = await self._publisher.publish(
+            obj.owner,
+            spec,
+            cluster,
+            memory.secret,
+            event,
+            shown_before=bool(obj.status.get("kubeconfigSecretName")),
+        )
         if cluster is None:
             return Outcome(verdict.unless_secret_conflict(conflict), synced_at=synced_at)
         return Outcome(
@@ -281,6 +295,7 @@ class Reconciler:
             ),
             rivals=self.claims.rivals(who, plan.cluster_to_observe(spec, was), observed.cluster),
             adoption_allowed=self.adoption_allowed(obj, spec),
+            finalized=obj.finalized,
         )
 
 

@@ -8,8 +8,9 @@ UID: records found under another UID (a restore, say) are not trusted.
 Safety after a crash rests on them, so each is written (and confirmed by the API server)
 before the step that depends on it: the create intent before the POST — conditionally on the
 resourceVersion the decision was made on, so that a second operator instance acting on the
-same object cannot also POST — and the cluster ID right after it. The process's memory
-mirrors them because the body kopf hands over may predate the operator's own latest write.
+same object cannot also POST — and the cluster ID right after it, with the visit's report.
+The process's memory mirrors them because the body kopf hands over may predate the
+operator's own latest write.
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ class Records:
             status["clusterId"] = cluster_id
         version = obj.resource_version if conditional else None
         try:
-            await self._kube.patch_status(obj.namespace, obj.name, status, version)
+            # Urgent: a POST or DELETE waits on these, and they are few (status reports,
+            # by the thousand in a burst, queue behind them).
+            await self._kube.patch_status(obj.namespace, obj.name, status, version, urgent=True)
         except ApiException as error:
             if error.status == 409:
                 raise StaleObject(f"{obj.where} changed since it was read") from None
@@ -132,8 +135,8 @@ class Records:
         memory.intent_at, memory.intent_cleared = None, True
         await self._write(obj, {"createIntentAt": None})
 
-    async def own_cluster(
-        self,
+    @staticmethod
+    def own_cluster(
         obj: GPUClusterObject,
         memory: ObjectMemory,
         cluster_id: str,
@@ -141,11 +144,19 @@ class Records:
         *,
         adopted: bool = False,
     ) -> None:
-        """``cluster_id`` is this object's cluster, seen with the key ``key_fingerprint``."""
+        """``cluster_id`` is this object's cluster, seen with the key ``key_fingerprint``.
+
+        Remembered at once and written with the visit's status report, in the same write:
+        one write per create, not two. Until it lands, the intent stored before the POST
+        covers a crash: the cluster is then found under its name and adopted. A report that
+        fails keeps it for the next one."""
         ownership: dict[str, Any] = {"createIntentAt": None, "keyFingerprint": key_fingerprint}
         if adopted:
             ownership["adopted"] = True
-        await self._write(obj, ownership, cluster_id=cluster_id)
+        memory.unsaved_records = {
+            "ownership": {"uid": obj.uid, **ownership},
+            "clusterId": cluster_id,
+        }
         memory.cluster_id, memory.key_fingerprint = cluster_id, key_fingerprint
         memory.intent_at, memory.intent_cleared = None, True
 

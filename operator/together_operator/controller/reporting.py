@@ -18,7 +18,7 @@ from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.objects import EventFn, GPUClusterObject, ObjectMemory
 from together_operator.gpucluster.health import NODES_HEALTHY
 from together_operator.gpucluster.plan import STALLED_RETRY_SECONDS
-from together_operator.gpucluster.reasons import Reason, reason_of
+from together_operator.gpucluster.reasons import reason_of
 from together_operator.gpucluster.spec import AddOnStatus, GPUClusterStatus
 from together_operator.gpucluster.status import (
     Verdict,
@@ -26,7 +26,6 @@ from together_operator.gpucluster.status import (
     conditions_for,
     describe,
     mirror_cluster,
-    new_phase_transitions,
     rfc3339,
     status_patch,
 )
@@ -86,7 +85,6 @@ class Reporter:
             if outcome.health is not None:
                 shown = outcome.health.summary
                 wanted.health = shown if shown.model_dump(exclude_none=True) else None
-            self._phase_events(obj, memory, outcome.cluster, event)
             secret_name = obj.spec.get("kubeconfigSecretName") or f"{obj.name}-kubeconfig"
             if memory.secret.written_to == secret_name:
                 wanted.kubeconfig_secret_name = secret_name
@@ -109,13 +107,15 @@ class Reporter:
                 )
             )
         patch = status_patch(obj.status, wanted)
-        if not patch:
+        records = memory.unsaved_records
+        if not patch and not records:
             return  # nothing changed: no write, no watch event for anyone
         if outcome.synced_at is not None:
             # When Together's view shown here was read (written with a change, not per List).
             synced = datetime.datetime.fromtimestamp(outcome.synced_at, datetime.UTC)
             patch["lastSyncTime"] = rfc3339(synced)
-        await self._kube.patch_status(obj.namespace, obj.name, patch)
+        await self._kube.patch_status(obj.namespace, obj.name, {**patch, **(records or {})})
+        memory.unsaved_records = None
 
     def failure(
         self,
@@ -149,24 +149,3 @@ class Reporter:
         if backoff:
             memory.failure.verdict = verdict
         return verdict
-
-    def _phase_events(
-        self,
-        obj: GPUClusterObject,
-        memory: ObjectMemory,
-        cluster: GPUClusterInfo,
-        event: EventFn,
-    ) -> None:
-        if memory.seen_phases is None:
-            memory.seen_phases = {
-                (p.get("phase", ""), p.get("transitionTime", ""))
-                for p in obj.status.get("phaseTransitions") or []
-            }
-        for phase, at in new_phase_transitions(None, cluster):
-            if (phase, at) not in memory.seen_phases:
-                memory.seen_phases.add((phase, at))
-                event(
-                    "Normal",
-                    Reason.PHASE_CHANGED,
-                    f"Together cluster {cluster.cluster_id} entered {phase} at {at}",
-                )

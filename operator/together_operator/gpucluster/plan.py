@@ -23,7 +23,12 @@ from pydantic import ValidationError
 from together_operator.gpucluster import addons
 from together_operator.gpucluster.compare import as_json, differs
 from together_operator.gpucluster.reasons import Reason
-from together_operator.gpucluster.spec import GPUClusterSpec, operator_fields, updatable_fields
+from together_operator.gpucluster.spec import (
+    FINALIZER,
+    GPUClusterSpec,
+    operator_fields,
+    updatable_fields,
+)
 from together_operator.together.models import (
     AddOnCreateRequest,
     AddOnInfo,
@@ -166,8 +171,9 @@ class Observation:
     ``same_name`` holds the listed clusters with the desired name (for the no-ID path).
 
     ``fresh`` says the list was taken for this decision rather than from the shared cache:
-    a create is only ever decided on a fresh list. ``key_fingerprint`` names the key that
-    was asked: a "not found" only proves absence when it is the key that made the cluster.
+    a create after an unanswered one is only ever decided on a fresh list.
+    ``key_fingerprint`` names the key that was asked: a "not found" only proves absence when
+    it is the key that made the cluster.
     """
 
     cluster: GPUClusterInfo | None = None
@@ -267,7 +273,8 @@ class Hold:
 
 @dataclass(frozen=True)
 class LookAgain:
-    """A create is due on a cached list: list again, now, and plan once more."""
+    """A create after an unanswered one is due on a cached list: list again, now, and plan
+    once more."""
 
 
 @dataclass(frozen=True)
@@ -382,8 +389,10 @@ def plan_action(
     attempts: Attempts | None = None,
     rivals: Rivals | None = None,
     adoption_allowed: bool = False,
+    finalized: bool = True,
 ) -> Action:
-    """The single next step that moves Together towards ``spec``."""
+    """The single next step that moves Together towards ``spec``. ``finalized``: the
+    operator's finalizer is on the object (nothing is created before it is)."""
     conflict = cluster_id_conflict(spec, recorded)
     if conflict is not None:
         return conflict
@@ -394,7 +403,7 @@ def plan_action(
     if spec.cluster_id is not None and cluster_id is None:
         # spec.clusterId came while this object's own create was unresolved: resolve that
         # first. A cluster it created is its own (and then clusterId cannot take over).
-        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace)
+        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace, finalized)
         if isinstance(action, Create):
             action = ForgetCreate()
     elif cluster_id is not None and recorded.cluster_id is None:
@@ -402,7 +411,7 @@ def plan_action(
     elif cluster_id is not None:
         action = _plan_known(spec, cluster_id, who, recorded, observed, others)
     else:
-        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace)
+        action = _plan_unknown(spec, who, recorded, observed, now, intent_grace, finalized)
     return _gate(action, attempts or Attempts(), now)
 
 
@@ -573,6 +582,7 @@ def _plan_unknown(
     observed: Observation,
     now: datetime.datetime,
     intent_grace: datetime.timedelta,
+    finalized: bool,
 ) -> Action:
     cluster_name = desired_cluster_name(spec, who)
     live = [c for c in observed.same_name if c.status != ClusterStatus.DELETING]
@@ -596,8 +606,21 @@ def _plan_unknown(
             f"an earlier create of {cluster_name!r} got no answer; checking it did not happen "
             "before creating again",
         )
-    if not observed.fresh:
-        return LookAgain()  # never decide to POST on a cached list
+    if not finalized:
+        # Deleted before the finalizer is on, the object would vanish and leave the cluster
+        # behind. kopf adds it within moments of the object's first event, which wakes us.
+        return Wait(
+            Reason.WAITING_FOR_FINALIZER,
+            f"waiting for the finalizer {FINALIZER} before creating {cluster_name!r}",
+        )
+    if recorded.create_intent_at is not None and not observed.fresh:
+        # An earlier POST of this incarnation went unanswered: only a List sent after the
+        # grace period tells "never created" from "created": never re-create on a cached one.
+        return LookAgain()
+    # No intent was ever recorded (or it was resolved): no POST under this name can have
+    # happened. The name carries this incarnation's tag and every POST under it follows a
+    # confirmed, conditional intent write, so the shared snapshot is as good as a fresh List
+    # here, and a burst of first creates costs no List at all.
     return Create(create_request(spec, cluster_name))
 
 

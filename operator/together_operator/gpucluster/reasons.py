@@ -30,10 +30,10 @@ class Reason(StrEnum):
     WAITING_FOR_STABLE_CLUSTER = "WaitingForStableCluster"
     CONFIRMING_CREATE = "ConfirmingCreate"
     WAITING_FOR_TOGETHER = "WaitingForTogether"
+    WAITING_FOR_FINALIZER = "WaitingForFinalizer"
     DELETING = "Deleting"
     DELETED = "Deleted"
     ORPHANED = "Orphaned"
-    PHASE_CHANGED = "PhaseChanged"
     KUBECONFIG_WRITTEN = "KubeconfigWritten"
 
     # A person must act (Stalled=True).

@@ -239,19 +239,6 @@ def condition(
     )
 
 
-def new_phase_transitions(
-    previous: Sequence[Mapping[str, Any]] | None, cluster: GPUClusterInfo
-) -> list[tuple[str, str]]:
-    """(phase, time) of the transitions Together reports that status did not have yet."""
-    seen = {(p.get("phase"), p.get("transitionTime")) for p in previous or []}
-    fresh = []
-    for transition in cluster.phase_transitions:
-        key = (transition.phase, rfc3339(transition.transition_time))
-        if key not in seen:
-            fresh.append(key)
-    return fresh
-
-
 def status_patch(current: Mapping[str, Any] | None, wanted: GPUClusterStatus) -> dict[str, Any]:
     """The merge patch that turns ``current`` status into ``wanted``: only the fields
     ``wanted`` sets, only where they differ (a field set to None is removed)."""

@@ -9,6 +9,8 @@ after every change, so clusters and volumes survive a restart.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
 import tempfile
@@ -124,18 +126,32 @@ class CloudState:
     # --- time --------------------------------------------------------------------------------
 
     def advance(self) -> datetime:
-        """Apply every step due by now, each at its own instant; return now."""
+        """Apply every step due by now, each at its own instant (earliest first, then in
+        creation order); return now.
+
+        A heap of due steps, not a scan of every cluster per step: with a thousand clusters
+        changing phase together, rescanning made each request O(clusters x steps)."""
         now = self.clock.now()
+        due: list[tuple[datetime, int, int, ClusterRecord]] = []
+        pushed = itertools.count()
+
+        def push(record: ClusterRecord) -> None:
+            at = record.next_due()
+            if at is not None and at <= now:
+                heapq.heappush(due, (at, record.sequence, next(pushed), record))
+
+        for record in self._clusters.values():
+            push(record)
         changed = False
-        while True:
-            due = [(r.next_due(), r.sequence, r) for r in self._clusters.values()]
-            pending = [(at, seq, r) for at, seq, r in due if at is not None and at <= now]
-            if not pending:
-                break
-            at, _, record = min(pending, key=lambda item: (item[0], item[1]))
+        while due:
+            at, _, _, record = heapq.heappop(due)
+            if record.next_due() != at:
+                continue  # superseded: its current step was pushed when it was scheduled
             self._apply_due(record, at)
-            self._schedule_preemptible(at)
             changed = True
+            push(record)
+            for armed in self._schedule_preemptible(at):
+                push(armed)
         if changed:
             self._save()
         return now
@@ -164,8 +180,10 @@ class CloudState:
             for volume_id in record.volume_ids:
                 self.volumes.records[volume_id].provisioning = False
 
-    def _schedule_preemptible(self, at: datetime) -> None:
-        """Arm the next preemptible step of every cluster that needs one and can take it."""
+    def _schedule_preemptible(self, at: datetime) -> list[ClusterRecord]:
+        """Arm the next preemptible step of every cluster that needs one and can take it;
+        the clusters armed."""
+        armed = []
         for record in self._clusters.values():
             if record.next_preemptible_step_at is not None:
                 continue
@@ -176,6 +194,8 @@ class CloudState:
             if growing and self._free_preemptible(record) < lifecycle.GPUS_PER_NODE:
                 continue  # capped by stock until some is freed
             record.next_preemptible_step_at = self.timings.after(at, self.timings.preemptible_step)
+            armed.append(record)
+        return armed
 
     def _live(self) -> list[ClusterRecord]:
         return [r for r in self._clusters.values() if not r.deleted]
