@@ -96,7 +96,8 @@ class OperatorSettings(BaseSettings):
         ge=1,
         validation_alias="TOGETHER_OPERATOR_MAX_CONCURRENT_REQUESTS",
         description="Requests in flight at once to Together (per API key) and to the "
-        "Kubernetes API; more wait their turn, so a burst of objects queues here.",
+        "Kubernetes API; more wait their turn, so a burst of objects queues here (the writes "
+        "a Together call waits on ahead of status reports).",
     )
     credentials_ttl_seconds: float = Field(
         default=30.0,
