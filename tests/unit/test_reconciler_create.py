@@ -195,3 +195,15 @@ async def test_a_new_object_waits_for_its_finalizer_without_writing_anything(
     await harness.visit()
     assert sim.requests(CREATE) == 1
     assert harness.status()["clusterId"]
+
+
+async def test_a_created_cluster_is_watched_by_its_id_at_once(harness: Harness) -> None:
+    """The fleet observer polls fast while a watched cluster is in a transitional state; a new
+    cluster must be watched by its ID from the create on, not from the object's next visit
+    (which only a change it is watched for would bring)."""
+    await harness.visit()
+
+    cluster_id = harness.status()["clusterId"]
+    observer = harness.reconciler.fleet.observer_for(KEY)
+    assert set(observer.interest.by_cluster) == {cluster_id}
+    assert observer.interest.by_name == {}

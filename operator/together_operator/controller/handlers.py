@@ -127,6 +127,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         resync = operator_settings.resync_seconds
         failures = 0
         while not stopped:
+            if body.metadata.get("deletionTimestamp"):
+                # The deletion handler takes over. Leaving at once, before kopf stops the
+                # daemon, spares a visit and a cancellation (a warning) per deleted object.
+                return
             memory.doorbell.clear()  # before looking: a ring during the visit is kept
             try:
                 revisit = await reconciler.reconcile(

@@ -220,6 +220,10 @@ class Reconciler:
             await self.records.key_saw_cluster(obj, memory, observed.key_fingerprint)
         try:
             cluster, verdict = await self.actions.perform(obj, memory, action, observer, event)
+            # Watched by the cluster ID it now has (a create, an adoption): the observer polls
+            # fast while that cluster changes, and must know so before this object's next
+            # visit, which only a change it is watched for would bring.
+            self.lookout.watch(obj, memory, spec, recorded(obj, memory), observer)
         except TogetherError as error:
             failed = self.reporter.failure(obj, memory, error, event, backoff=True)
             if own is not None and error.heals:
