@@ -161,6 +161,28 @@ def test_operator_killed_right_after_post_creates_exactly_one_cluster(
     gpuclusters.delete_and_wait(namespace, "crashy")
 
 
+def test_deleting_during_a_create_lets_it_finish_then_deletes_that_cluster(
+    operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
+) -> None:
+    # Together takes 3 s to answer the create: the object is deleted while the POST is on the
+    # wire. The visit finishes (not cancelled by kopf), and the deletion deletes its cluster.
+    simulator.admin.delay("GPUClusterService_Create", 3, after_commit=True)
+    log_before = len(operator.logs())
+    gpuclusters.create(namespace, "hasty")
+
+    def intent_recorded() -> Any:
+        obj = gpuclusters.get(namespace, "hasty") or {}
+        return (obj.get("status", {}).get("ownership") or {}).get("createIntentAt")
+
+    wait_for(intent_recorded, timeout=20, what="the create intent to be recorded")
+    gpuclusters.delete_and_wait(namespace, "hasty", timeout=60)
+    [made] = simulator.clusters_for(f"{namespace}-hasty")
+    assert made.deleted is True
+    during = operator.logs()[log_before:]
+    assert f"{namespace}/hasty: Created:" in during  # the create's answer was heard
+    assert "is cancelled" not in during
+
+
 def test_stuck_deletion_is_released_by_switching_to_orphan(
     operator: OperatorProcess, simulator: Simulator, gpuclusters: GPUClusters, namespace: str
 ) -> None:

@@ -53,6 +53,17 @@ def test_orphan_releases_without_looking_at_together() -> None:
     assert "c-1 is left running" in action.message
 
 
+def test_orphan_never_names_a_cluster_it_does_not_know() -> None:
+    nothing = decide(spec(deletionPolicy="Orphan"), plan.Recorded())
+    assert isinstance(nothing, deletion.Release)
+    assert (nothing.reason, "None" in nothing.message) == (None, False)
+    unanswered = decide(spec(deletionPolicy="Orphan"), plan.Recorded(create_intent_at=NOW))
+    assert isinstance(unanswered, deletion.Release)
+    assert unanswered.reason == "Orphaned"
+    assert "None" not in unanswered.message
+    assert "if Together made the cluster" in unanswered.message
+
+
 def test_nothing_created_releases_at_once() -> None:
     action = decide(spec(), plan.Recorded())
     assert isinstance(action, deletion.Release)

@@ -31,6 +31,9 @@ DELETION_WAIT_MESSAGE = "waiting for the Together cluster to be deleted"
 #: After an unexpected error (the API server refusing a write, say), a daemon tries again
 #: this soon, doubling up to the cap.
 ERROR_RETRY_SECONDS, ERROR_RETRY_CAP_SECONDS = 2.0, 60.0
+#: How long a visit under way when deletion begins may take to finish before kopf cancels
+#: it: a visit is a few calls, each bounded by the request timeout's retries.
+DAEMON_GRACEFUL_EXIT_SECONDS = 15.0
 logger = logging.getLogger("together_operator")
 
 
@@ -116,7 +119,15 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     def credential_users(body: kopf.Body, **_: Any) -> dict[str, str]:
         return credential_users_of(body)
 
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=30.0)
+    # A visit under way when deletion begins (a create, say) is let finish: kopf cancels a
+    # daemon at once unless given a backoff, and the deletion handler waits for the visit
+    # anyway (the object's lock), so cancelling it saves nothing and logs a warning.
+    @kopf.daemon(
+        *RESOURCE,
+        registry=registry,
+        cancellation_backoff=DAEMON_GRACEFUL_EXIT_SECONDS,
+        cancellation_timeout=30.0,
+    )
     async def keep_in_sync(
         stopped: kopf.DaemonStopped, body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any
     ) -> None:

@@ -86,10 +86,7 @@ def plan_deletion(
     listed under the object's name.
     """
     if spec.deletion_policy == DeletionPolicy.ORPHAN:
-        kept = spec.cluster_id or recorded.cluster_id
-        return Release(
-            Reason.ORPHANED, f"deletionPolicy is Orphan: Together cluster {kept} is left running"
-        )
+        return _orphaned(spec, recorded)
     conflict = cluster_id_conflict(spec, recorded)
     if conflict is not None:
         return _with_orphan_hint(conflict)
@@ -143,3 +140,18 @@ def _plan_unresolved(
 
 def _with_orphan_hint(stall: Stall) -> Stall:
     return replace(stall, message=stall.message + ORPHAN_HINT)
+
+
+def _orphaned(spec: GPUClusterSpec, recorded: Recorded) -> Release:
+    kept = spec.cluster_id or recorded.cluster_id
+    if kept is not None:
+        return Release(
+            Reason.ORPHANED, f"deletionPolicy is Orphan: Together cluster {kept} is left running"
+        )
+    if recorded.create_intent_at is not None:
+        return Release(
+            Reason.ORPHANED,
+            "deletionPolicy is Orphan: a create had no answer yet; if Together made the "
+            "cluster, it is left running",
+        )
+    return Release(None, "no Together cluster was created or adopted for this GPUCluster")
