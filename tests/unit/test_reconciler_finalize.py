@@ -118,6 +118,10 @@ async def test_finalize_does_not_release_on_404_seen_with_a_different_key(
 
 
 async def test_orphan_releases_even_a_spec_this_operator_cannot_read(harness: Harness) -> None:
+    harness.kube.status[(NAMESPACE, NAME)] = {
+        "clusterId": "c-kept",
+        "ownership": {"uid": UID, "keyFingerprint": key_fingerprint(KEY)},
+    }
     unreadable = {**spec(), "gpuType": "A-GPU-FROM-THE-FUTURE"}
     assert await harness.finalize(unreadable) is not None  # without Orphan: it must wait
     assert harness.condition("Stalled")["reason"] == "InvalidSpec"
@@ -125,3 +129,4 @@ async def test_orphan_releases_even_a_spec_this_operator_cannot_read(harness: Ha
     released = await harness.finalize({**unreadable, "deletionPolicy": "Orphan"})
     assert released is None
     assert "Orphaned" in harness.reasons()
+    assert "c-kept is left running" in harness.events[-1][2]
