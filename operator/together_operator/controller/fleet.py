@@ -218,7 +218,6 @@ class FleetObserver:
         # that races with the wake event being set.
         while not self._stopping:
             backoff = self._backoff = self._backoff or self.policy.error_backoff()
-            started = self._clock()
             try:
                 async with self._listing:
                     started = self._clock()
@@ -246,7 +245,7 @@ class FleetObserver:
         :meth:`hurry` cuts it to ``hurried`` (the fast interval from the last List, or an
         error's backoff) — not to nothing: a burst of a thousand creates, each of which
         hurries, must not become back-to-back Lists of the whole account."""
-        began = time.monotonic()
+        began = time.monotonic()  # the waits below are in real time, whatever _clock is
         timeout = delay
         while not self._stopping and timeout > 0:
             self._wake.clear()

@@ -27,6 +27,7 @@ from together_operator.gpucluster.spec import FINALIZER, DeletionPolicy, GPUClus
 from together_operator.together.models import ClusterStatus
 
 ORPHAN_HINT = " (or set deletionPolicy: Orphan to keep the cluster)"
+NOTHING_CREATED = "no Together cluster was created or adopted for this GPUCluster"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def plan_deletion(
         return _with_orphan_hint(conflict)
     if recorded.cluster_id is None and recorded.create_intent_at is None:
         # Nothing created, and a spec.clusterId never adopted was never this object's.
-        return Release(None, "no Together cluster was created or adopted for this GPUCluster")
+        return Release(None, NOTHING_CREATED)
     cluster_id = recorded.cluster_id  # None while a create is unresolved: look by name
     if observed is None:
         return LookUp(cluster_id)
@@ -154,4 +155,4 @@ def _orphaned(spec: GPUClusterSpec, recorded: Recorded) -> Release:
             "deletionPolicy is Orphan: a create had no answer yet; if Together made the "
             "cluster, it is left running",
         )
-    return Release(None, "no Together cluster was created or adopted for this GPUCluster")
+    return Release(None, NOTHING_CREATED)
