@@ -22,6 +22,8 @@ Each row's definition is in bench/README.md and in ROW_DEFINITIONS below.
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import os
 import shlex
 import shutil
@@ -34,7 +36,7 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,6 +54,7 @@ from fleet_probes import (
     log,
     objects_path,
     process_tree,
+    writes_by_resource,
 )
 from fleet_report import BUSY_LOAD, OPERATORS, Figures, Run, machine, report
 
@@ -343,8 +346,10 @@ def read_together_view(
         if not found or found[0].cluster.created_at is None:
             figures.posts_missing += 1
             continue
-        figures.apply_to_post_seconds.append(found[0].cluster.created_at.timestamp() - applied_at)
+        posted_at = found[0].cluster.created_at.timestamp()
+        figures.apply_to_post_seconds.append(posted_at - applied_at)
         timeline = timelines.get(name, Timeline())
+        record_create_path(figures, applied_at, posted_at, timeline)
         # The cluster the object points at, if a duplicate exists.
         cluster = next(
             (s.cluster for s in found if s.cluster.cluster_id == timeline.cluster_id),
@@ -359,6 +364,45 @@ def read_together_view(
                 figures.never_shown_by_state[state] = figures.never_shown_by_state.get(state, 0) + 1
             else:
                 figures.status_lag_seconds.append(seen - transition.transition_time.timestamp())
+
+
+def record_create_path(
+    figures: Figures, applied_at: float, posted_at: float, timeline: Timeline
+) -> None:
+    """Where apply -> POST went, per step the watch saw (a step it did not see is skipped:
+    the baseline writes no intent)."""
+    moments = [
+        ("apply", applied_at),
+        ("object seen", timeline.added_at),
+        ("finalizer", timeline.finalizer_at),
+        ("intent", timeline.intent_at),
+        ("POST", posted_at),
+        ("cluster ID shown", timeline.cluster_id_at),
+    ]
+    seen = [(step, at) for step, at in moments if at is not None]
+    for (before, start), (after, end) in itertools.pairwise(seen):
+        figures.create_path_seconds.setdefault(f"{before} -> {after}", []).append(end - start)
+
+
+def keep_timelines(
+    path: Path,
+    applied: dict[str, float],
+    timelines: dict[str, Timeline],
+    clusters: list[ClusterSummary],
+) -> None:
+    """Per object, what the watch saw and when its clusters were created (with --keep)."""
+    matched, _ = match_clusters(applied, clusters)
+    document = {
+        name: {
+            "applied_at": applied_at,
+            **asdict(timelines.get(name, Timeline())),
+            "created_at": [
+                s.cluster.created_at.timestamp() for s in matched[name] if s.cluster.created_at
+            ],
+        }
+        for name, applied_at in applied.items()
+    }
+    path.write_text(json.dumps(document) + "\n")
 
 
 def measure(
@@ -402,6 +446,15 @@ def measure(
     # 1. apply from many client threads at once
     log(f"{kind} at {size}: applying {size} GPUClusters from {options.threads} threads")
     calls_before = counts_by_operation(admin)
+    burst_pids: dict[str, Callable[[], list[int]]] = {
+        "operator": lambda: process_tree(operator.pid),
+        "kube-apiserver": lambda: [plane.processes[-1].pid],
+        "etcd": lambda: [plane.processes[0].pid],
+        "simulator": lambda: process_tree(simulator.pid),
+        "bench": lambda: [os.getpid()],
+    }
+    burst_cpu_before = {name: cpu_seconds(pids()) for name, pids in burst_pids.items()}
+    writes_before = writes_by_resource(kube)
     first_apply = time.time()
 
     def create(name: str) -> float:
@@ -415,9 +468,18 @@ def measure(
     # 2. all Ready
     wait_until("Ready", watch.ready_count, size, timeout_ready, alive, watch)
     figures.apply_to_all_ready_seconds = time.time() - first_apply
+    figures.cpu_to_ready_cores = {
+        name: round((cpu_seconds(pids()) - burst_cpu_before[name]) / elapsed, 3)
+        for name, pids in burst_pids.items()
+        if (elapsed := figures.apply_to_all_ready_seconds) > 0
+    }
     figures.together_calls_to_ready = delta(counts_by_operation(admin), calls_before)
+    figures.kube_writes_to_ready = delta(writes_by_resource(kube), writes_before)
     log(f"{kind} at {size}: all Ready {figures.apply_to_all_ready_seconds:.0f}s after apply")
-    read_together_view(figures, applied, watch.timelines(), admin.clusters())
+    timelines, clusters = watch.timelines(), admin.clusters()
+    read_together_view(figures, applied, timelines, clusters)
+    if options.keep:
+        keep_timelines(workdir / "timelines.json", applied, timelines, clusters)
 
     # 3. steady state
     sleep_watching(options.settle, "settling", alive)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,23 @@ def gpucluster_requests(kube: Kube) -> dict[str, float]:
     return counts
 
 
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
+
+
+def writes_by_resource(kube: Kube) -> dict[str, float]:
+    """`apiserver_request_total` of writes since start, by "VERB resource[/subresource]"."""
+    counts: dict[str, float] = {}
+    for labels, value in metric_samples(kube.metrics(), "apiserver_request_total"):
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        resource = labels.get("resource", "?") + (
+            f"/{labels['subresource']}" if labels.get("subresource") else ""
+        )
+        key = f"{labels['verb']} {resource}"
+        counts[key] = counts.get(key, 0.0) + value
+    return counts
+
+
 def gpucluster_watches(kube: Kube) -> int:
     """Watches on gpuclusters open right now (every client's, this bench's included)."""
     samples = metric_samples(
@@ -140,6 +157,17 @@ class Timeline:
     ready_at: float | None = None
     cluster_id: str | None = None
     deleted_at: float | None = None
+    # The create path as the watch saw it: the object, its finalizer, the operator's create
+    # intent (status.ownership.createIntentAt), and the cluster ID it recorded.
+    added_at: float | None = None
+    finalizer_at: float | None = None
+    intent_at: float | None = None
+    cluster_id_at: float | None = None
+
+
+def _first(timeline: Timeline, moment: str, at: float) -> None:
+    if getattr(timeline, moment) is None:
+        setattr(timeline, moment, at)
 
 
 def _is_ready(status: dict[str, Any]) -> bool:
@@ -200,7 +228,7 @@ class FleetWatch:
     def timelines(self) -> dict[str, Timeline]:
         with self._lock:
             return {
-                name: Timeline(dict(t.first_seen_state), t.ready_at, t.cluster_id, t.deleted_at)
+                name: replace(t, first_seen_state=dict(t.first_seen_state))
                 for name, t in self._timelines.items()
             }
 
@@ -216,6 +244,13 @@ class FleetWatch:
             if kind == "DELETED":
                 timeline.deleted_at = at
                 return
+            _first(timeline, "added_at", at)
+            if item["metadata"].get("finalizers"):
+                _first(timeline, "finalizer_at", at)
+            if (status.get("ownership") or {}).get("createIntentAt"):
+                _first(timeline, "intent_at", at)
+            if status.get("clusterId"):
+                _first(timeline, "cluster_id_at", at)
             state = status.get("state")
             if state and state not in timeline.first_seen_state:
                 timeline.first_seen_state[state] = at

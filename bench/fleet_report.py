@@ -82,6 +82,12 @@ class Figures:
     modified_events_steady: int | None = None
     together_calls_steady: dict[str, int] = field(default_factory=dict)
     delete_seconds: float | None = None
+    #: seconds per step of the create path the bench's watch saw ("finalizer -> intent")
+    create_path_seconds: dict[str, list[float]] = field(default_factory=dict)
+    #: Kubernetes API writes (every resource: events, leases too) from apply to all Ready
+    kube_writes_to_ready: dict[str, float] = field(default_factory=dict)
+    #: CPU of each process from the first create to all Ready, cores
+    cpu_to_ready_cores: dict[str, float] = field(default_factory=dict)
     leaks: int | None = None
     still_deleting: int | None = None
 
@@ -239,6 +245,23 @@ def notes(f: Figures) -> str:
         "elsewhere (cores): "
         + ", ".join(f"{k} {v:.3f}" for k, v in f.context_cpu_steady_cores.items()),
     ]
+    if f.create_path_seconds:
+        lines.append(
+            "  create path p50/p95 (s): "
+            + ", ".join(
+                f"{step} {number(percentile(v, 50))}/{number(percentile(v, 95))}"
+                for step, v in f.create_path_seconds.items()
+            )
+        )
+    if f.kube_writes_to_ready:
+        lines.append(
+            f"  Kubernetes writes from apply to all Ready: {breakdown(f.kube_writes_to_ready)}"
+        )
+    if f.cpu_to_ready_cores:
+        lines.append(
+            "  CPU from apply to all Ready (cores): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in f.cpu_to_ready_cores.items())
+        )
     if f.error:
         lines.append(f"  FAILED: {f.error}")
     return "\n".join(lines)
@@ -292,6 +315,10 @@ class Run:
                 # Milliseconds are plenty (the watch's own delivery is coarser), and the
                 # file stays small enough to keep next to the figures it backs.
                 figures[samples] = [round(value, 3) for value in figures[samples]]
+            figures["create_path_seconds"] = {
+                step: [round(value, 3) for value in values]
+                for step, values in figures["create_path_seconds"].items()
+            }
         path.write_text(json.dumps(document, indent=1) + "\n")
 
 
