@@ -27,6 +27,7 @@ from tests.deploy.manifests import (
     run_tool,
 )
 from tests.support import KubeTarget
+from together_operator.devenv.stack import crd_established
 
 FIELD_MANAGER = "together-operator-deploy-tests"
 
@@ -60,18 +61,7 @@ def restricted_namespace(kubectl: Path, kube: KubeTarget) -> Iterator[str]:
     }
     applied_cleanly(apply(kubectl, kube, yaml.safe_dump(namespace), dry_run=False))
     applied_cleanly(apply(kubectl, kube, CRD_SOURCE.read_text(), dry_run=False))
-    run_tool(
-        [
-            kubectl,
-            "--kubeconfig",
-            kube.kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/gpuclusters.compute.together.ai",
-        ],
-        timeout=90,
-    )
+    assert crd_established(kubectl, kube.kubeconfig), "the CRD was not Established in 60s"
     yield name
     run_tool(
         [kubectl, "--kubeconfig", kube.kubeconfig, "delete", "namespace", name, "--wait=false"]

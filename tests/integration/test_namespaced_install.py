@@ -24,6 +24,7 @@ from tests.integration.conftest import API_KEY, GPUClusters
 from tests.support import api_client
 from together_operator.devenv import ControlPlane
 from together_operator.devenv.kubeconfig import kubeconfig_document, write_kubeconfig
+from together_operator.devenv.stack import crd_established
 from together_operator.devenv.toolchain import HELM, KUBECTL, resolve_binary
 from together_operator.gpucluster.crd import crd_yaml
 from together_operator.simulator.server import SimulatorConfig, start_in_thread
@@ -88,15 +89,7 @@ def test_namespaced_operator_manages_only_its_namespaces_with_roles_alone(
         [kubectl, f"--kubeconfig={private_plane.kubeconfig}", "apply", "--server-side", "-f", "-"],
         stdin=crd_yaml(),
     )
-    run_tool(
-        [
-            kubectl,
-            f"--kubeconfig={private_plane.kubeconfig}",
-            "wait",
-            "--for=condition=Established",
-            "crd/gpuclusters.compute.together.ai",
-        ]
-    )
+    assert crd_established(kubectl, private_plane.kubeconfig), "the CRD was not Established"
     kubeconfig = identity_kubeconfig(private_plane, tmp_path)
 
     simulator = start_in_thread(SimulatorConfig(api_keys=(API_KEY,), speed=60.0))

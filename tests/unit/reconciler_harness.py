@@ -107,30 +107,6 @@ def sim() -> Iterator[Simulator]:
 # --- Kubernetes: an in-memory KubeApi --------------------------------------------------------
 
 
-@dataclass
-class OwnerReference:
-    uid: str
-
-
-@dataclass
-class SecretMetadata:
-    owner_references: list[OwnerReference]
-    resource_version: str
-    name: str = ""
-    namespace: str = ""
-    finalizers: list[str] | None = None
-    labels: dict[str, str] | None = None
-    deletion_timestamp: str | None = None
-
-
-@dataclass
-class StoredSecret:
-    """The attributes of a V1Secret that the controller reads."""
-
-    data: dict[str, str]
-    metadata: SecretMetadata
-
-
 @dataclass(frozen=True)
 class KubeWrite:
     method: str
@@ -156,7 +132,8 @@ class FakeKube(KubeApi):
         self.status: dict[tuple[str, str], dict[str, Any]] = {}
         #: The resourceVersion of each object: every write moves it on.
         self.versions: dict[tuple[str, str], int] = {}
-        self.secrets: dict[tuple[str, str], StoredSecret] = {}
+        #: Secrets as the API server returns them (JSON).
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[KubeWrite] = []
         #: Secret creates refused because the name was taken (as the API server does: 409).
         self.refused_creates: list[str] = []
@@ -166,7 +143,7 @@ class FakeKube(KubeApi):
         self.on_write: Callable[[KubeWrite], None] | None = None
 
     async def _log(self, method: str, body: Mapping[str, Any]) -> None:
-        # Like the real KubeApi (a worker thread per call), every write suspends the caller.
+        # Like the real KubeApi (a request per call), every write suspends the caller.
         await asyncio.sleep(0)
         write = KubeWrite(method, dict(body))
         self.writes.append(write)
@@ -176,20 +153,26 @@ class FakeKube(KubeApi):
     def put_secret(self, namespace: str, name: str, data: dict[str, str], owner: str = "") -> None:
         """A Secret as a person (or another controller) would create it; values in clear."""
         encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-        references = [OwnerReference(owner)] if owner else []
-        meta = SecretMetadata(references, "1", name, namespace)
-        self.secrets[(namespace, name)] = StoredSecret(encoded, meta)
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-of-{name}",
+            "resourceVersion": "1",
+        }
+        if owner:
+            meta["ownerReferences"] = [{"uid": owner}]
+        self.secrets[(namespace, name)] = {"metadata": meta, "data": encoded}
 
-    async def read_secret(self, namespace: str, name: str) -> Any | None:
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         await asyncio.sleep(0)
         self.secret_reads.append(name)
         return copy.deepcopy(self.secrets.get((namespace, name)))  # a copy, as from the API
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = await self.read_secret(namespace, name)
-        if secret is None or key not in secret.data:
+        if secret is None or key not in secret["data"]:
             return None
-        return base64.b64decode(secret.data[key]).decode().strip()
+        return base64.b64decode(secret["data"][key]).decode().strip()
 
     async def create_secret(self, namespace: str, body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
@@ -200,13 +183,11 @@ class FakeKube(KubeApi):
         self._store_secret(namespace, body)
         await self._log("create_secret", body)
 
-    async def replace_secret(self, namespace: str, name: str, body: Any) -> None:
-        if isinstance(body, StoredSecret):  # as read, changed (the credentials guard does)
-            body.metadata.resource_version = str(int(body.metadata.resource_version) + 1)
-            self.secrets[(namespace, name)] = copy.deepcopy(body)
-            await self._log(
-                "replace_secret", {"name": name, "finalizers": body.metadata.finalizers}
-            )
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        if "uid" in body["metadata"]:  # as read, changed (the credentials guard does)
+            self._store_secret(namespace, body)
+            finalizers = body["metadata"].get("finalizers")
+            await self._log("replace_secret", {"name": name, "finalizers": finalizers})
             return
         self._store_secret(namespace, body)
         await self._log("replace_secret", body)
@@ -216,15 +197,12 @@ class FakeKube(KubeApi):
         await self._log("delete_secret", {"name": name})
 
     def _store_secret(self, namespace: str, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        references = [OwnerReference(ref["uid"]) for ref in meta.get("ownerReferences", [])]
-        version = str(int(meta.get("resourceVersion", "0")) + 1)
-        self.secrets[(namespace, meta["name"])] = StoredSecret(
-            dict(body["data"]),
-            SecretMetadata(
-                references, version, meta["name"], namespace, labels=dict(meta.get("labels", {}))
-            ),
-        )
+        stored = copy.deepcopy(body)
+        meta = stored["metadata"]
+        meta["namespace"] = namespace
+        meta["uid"] = meta.get("uid") or f"uid-of-{meta['name']}"
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion") or "0") + 1)
+        self.secrets[(namespace, meta["name"])] = stored
 
     async def patch_annotations(
         self, namespace: str, name: str, annotations: dict[str, str | None]
@@ -238,8 +216,8 @@ class FakeKube(KubeApi):
         self.versions[(namespace, name)] = self.versions.get((namespace, name), 0) + 1
         await self._log("patch_annotations", annotations)
 
-    def close(self) -> None:
-        pass  # no threads to stop
+    async def close(self) -> None:
+        pass  # no connections to close
 
     async def patch_status(
         self,

@@ -41,26 +41,28 @@ async def test_a_secret_in_use_is_guarded_and_let_go_when_nobody_names_it() -> N
     kube.put_secret(NAMESPACE, "team-key", {"apiKey": KEY})
     keys = credentials(kube)
     assert await keys.api_key(NAMESPACE, WITH_SECRET) == KEY
-    stored = kube.secrets[(NAMESPACE, "team-key")].metadata
-    assert stored.finalizers == [CREDENTIALS_FINALIZER]
-    assert (stored.labels or {})[ROLE_LABEL] == CREDENTIALS_ROLE
+    stored = kube.secrets[(NAMESPACE, "team-key")]["metadata"]
+    assert stored["finalizers"] == [CREDENTIALS_FINALIZER]
+    assert stored["labels"][ROLE_LABEL] == CREDENTIALS_ROLE
 
     keys.users = FixedUsers("uid-leaving", "uid-staying")
     await keys.release_if_unused(NAMESPACE, "team-key", leaving="uid-leaving")
-    assert kube.secrets[(NAMESPACE, "team-key")].metadata.finalizers == [CREDENTIALS_FINALIZER]
+    guarded = kube.secrets[(NAMESPACE, "team-key")]["metadata"]
+    assert guarded["finalizers"] == [CREDENTIALS_FINALIZER]
     keys.users = FixedUsers("uid-staying")
     await keys.release_if_unused(NAMESPACE, "team-key", leaving="uid-staying")
-    stored = kube.secrets[(NAMESPACE, "team-key")].metadata
-    assert stored.finalizers == []
-    assert ROLE_LABEL not in (stored.labels or {})
+    stored = kube.secrets[(NAMESPACE, "team-key")]["metadata"]
+    assert stored["finalizers"] == []
+    assert ROLE_LABEL not in stored["labels"]
 
 
 async def test_a_secret_being_deleted_still_gives_its_key_and_gets_no_new_finalizer() -> None:
     kube = FakeKube()
     kube.put_secret(NAMESPACE, "team-key", {"apiKey": KEY})
-    kube.secrets[(NAMESPACE, "team-key")].metadata.deletion_timestamp = "2026-11-22T12:00:00Z"
+    deleting = kube.secrets[(NAMESPACE, "team-key")]["metadata"]
+    deleting["deletionTimestamp"] = "2026-11-22T12:00:00Z"
     assert await credentials(kube).api_key(NAMESPACE, WITH_SECRET) == KEY
-    assert not kube.secrets[(NAMESPACE, "team-key")].metadata.finalizers
+    assert not kube.secrets[(NAMESPACE, "team-key")]["metadata"].get("finalizers")
 
 
 async def test_a_missing_secret_says_what_to_create() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from tests.unit.fleet_support import (
     running,
     until,
 )
+from together_operator.together.client import _read_listing, _read_listing_bytes
 from together_operator.together.errors import RateLimited, ServerError
 from together_operator.together.models import ClusterStatus
 
@@ -131,3 +133,17 @@ async def test_one_unreadable_cluster_is_set_aside_and_the_others_are_read() -> 
     assert snapshot.unreadable == {"c-odd": "odd"}
     assert snapshot.unreadable_named("odd")
     await observer.client.aclose()
+
+
+def test_a_list_that_fits_is_read_from_its_bytes_as_entry_by_entry() -> None:
+    # The fast path (validated straight from the bytes) and the tolerant one must agree.
+    body = {
+        "clusters": [
+            cluster("c-1", status=ClusterStatus.WAITING_FOR_SUBNET),
+            cluster("c-2", name="serve", status=ClusterStatus.READY),
+        ]
+    }
+    fast = _read_listing_bytes(json.dumps(body).encode(), "GPUClusterService_List")
+    assert fast == _read_listing(body)
+    assert [c.cluster_id for c in fast.clusters] == ["c-1", "c-2"]
+    assert not fast.unreadable

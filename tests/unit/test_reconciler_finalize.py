@@ -49,7 +49,7 @@ async def test_finalize_deletes_once_waits_while_deleting_and_releases_when_gone
     kubeconfig_secret = (NAMESPACE, f"{NAME}-kubeconfig")
 
     await harness.create_ready_cluster()
-    assert KUBECONFIG_KEY in harness.kube.secrets[kubeconfig_secret].data
+    assert KUBECONFIG_KEY in harness.kube.secrets[kubeconfig_secret]["data"]
     results.append(await harness.finalize())
     assert harness.condition("Reconciling")["reason"] == "Deleting"
     results.append(await harness.finalize())

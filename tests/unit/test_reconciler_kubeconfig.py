@@ -24,7 +24,7 @@ async def test_a_new_clusters_secret_is_created_without_reading_it_first(
 ) -> None:
     await harness.create_ready_cluster()
 
-    assert KUBECONFIG_KEY in harness.kube.secrets[(NAMESPACE, SECRET)].data
+    assert KUBECONFIG_KEY in harness.kube.secrets[(NAMESPACE, SECRET)]["data"]
     assert SECRET not in harness.kube.secret_reads
     assert harness.kube.refused_creates == []
     assert harness.status()["kubeconfigSecretName"] == SECRET
@@ -38,8 +38,8 @@ async def test_a_foreign_secret_refuses_the_create_and_is_left_alone(harness: Ha
 
     assert harness.kube.refused_creates == [SECRET]
     stored = harness.kube.secrets[(NAMESPACE, SECRET)]
-    assert base64.b64decode(stored.data["note"]).decode() == "made by a person"
-    assert KUBECONFIG_KEY not in stored.data
+    assert base64.b64decode(stored["data"]["note"]).decode() == "made by a person"
+    assert KUBECONFIG_KEY not in stored["data"]
     assert harness.condition("Stalled")["reason"] == "KubeconfigSecretConflict"
     assert "kubeconfigSecretName" not in harness.status()
 
@@ -54,6 +54,6 @@ async def test_a_published_secret_deleted_by_a_person_is_created_again(
 
     await harness.visit()
 
-    assert KUBECONFIG_KEY in harness.kube.secrets[(NAMESPACE, SECRET)].data
+    assert KUBECONFIG_KEY in harness.kube.secrets[(NAMESPACE, SECRET)]["data"]
     assert SECRET in harness.kube.secret_reads
     assert harness.kube.refused_creates == []

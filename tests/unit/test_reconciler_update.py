@@ -96,7 +96,7 @@ async def test_spec_cluster_id_other_than_the_recorded_one_stalls_without_writin
     assert harness.status()["clusterId"] == recorded
     # Nothing of the other cluster is mirrored or published into this object.
     assert harness.status()["clusterId"] == recorded
-    secrets = [s.data.get("kubeconfig", "") for s in harness.kube.secrets.values()]
+    secrets = [s["data"].get("kubeconfig", "") for s in harness.kube.secrets.values()]
     assert not any(other.cluster_id in base64.b64decode(data).decode() for data in secrets if data)
 
     assert sorted(c.num_gpus for c in sim.live_clusters()) == [8, 16]

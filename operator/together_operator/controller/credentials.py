@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
 
-from together_operator.controller.kube import KubeApi
+from together_operator.controller.kube import KubeApi, Secret
 from together_operator.gpucluster.plan import Stall
 from together_operator.gpucluster.reasons import Reason
 from together_operator.gpucluster.spec import GROUP, GPUClusterSpec
@@ -117,28 +117,30 @@ class Credentials:
             return cached[0]
         secret = await self._kube.read_secret(namespace, name)
         value = None
-        if secret is not None and secret.data and key in secret.data:
-            value = base64.b64decode(secret.data[key]).decode().strip()
+        data = (secret or {}).get("data") or {}
+        if secret is not None and key in data:
+            value = base64.b64decode(data[key]).decode().strip()
             await self._guard(secret)
         self._cache[(namespace, name, key)] = (value, now)
         return value
 
-    async def _guard(self, secret: Any) -> None:
+    async def _guard(self, secret: Secret) -> None:
         """Put the finalizer and the label on a credentials Secret in use (once)."""
-        meta = secret.metadata
-        finalizers = list(meta.finalizers or [])
-        labels = dict(meta.labels or {})
-        if meta.deletion_timestamp is not None:
+        meta = secret.setdefault("metadata", {})
+        finalizers = list(meta.get("finalizers") or [])
+        labels = dict(meta.get("labels") or {})
+        if meta.get("deletionTimestamp") is not None:
             return  # being deleted: no finalizer may be added; the one there (if any) holds it
         if CREDENTIALS_FINALIZER in finalizers and labels.get(ROLE_LABEL) == CREDENTIALS_ROLE:
             return
-        meta.finalizers = sorted({*finalizers, CREDENTIALS_FINALIZER})
-        meta.labels = {**labels, ROLE_LABEL: CREDENTIALS_ROLE}
+        meta["finalizers"] = sorted({*finalizers, CREDENTIALS_FINALIZER})
+        meta["labels"] = {**labels, ROLE_LABEL: CREDENTIALS_ROLE}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
         try:
-            await self._kube.replace_secret(meta.namespace, meta.name, secret)
+            await self._kube.replace_secret(namespace, name, secret)
         except ApiException as error:
             # Changed meanwhile (409) or gone: the next read guards it.
-            logger.info("guarding Secret %s/%s: %s", meta.namespace, meta.name, error.reason)
+            logger.info("guarding Secret %s/%s: %s", namespace, name, error.reason)
 
     async def release_if_unused(self, namespace: str, secret: str, leaving: str) -> None:
         """``leaving`` (a UID) no longer needs the Secret: if no other GPUCluster names it,
@@ -148,11 +150,12 @@ class Credentials:
         current = await self._kube.read_secret(namespace, secret)
         if current is None:
             return
-        meta = current.metadata
-        if CREDENTIALS_FINALIZER not in (meta.finalizers or []):
+        meta = current.setdefault("metadata", {})
+        finalizers = meta.get("finalizers") or []
+        if CREDENTIALS_FINALIZER not in finalizers:
             return
-        meta.finalizers = [f for f in meta.finalizers if f != CREDENTIALS_FINALIZER]
-        meta.labels = {k: v for k, v in (meta.labels or {}).items() if k != ROLE_LABEL}
+        meta["finalizers"] = [f for f in finalizers if f != CREDENTIALS_FINALIZER]
+        meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k != ROLE_LABEL}
         try:
             await self._kube.replace_secret(namespace, secret, current)
         except ApiException as error:

@@ -18,7 +18,7 @@ import kopf
 from together_operator.controller.claims import IndexedClaims, claims_of
 from together_operator.controller.credentials import ROLE_LABEL, IndexedUsers, credential_users_of
 from together_operator.controller.fleet import Fleet, PollPolicy
-from together_operator.controller.kube import KubeApi, load_api_client
+from together_operator.controller.kube import KubeApi, load_configuration
 from together_operator.controller.metrics import OperatorMetrics
 from together_operator.controller.reconciler import EventFn, GPUClusterObject, Reconciler
 from together_operator.gpucluster.plan import Claim
@@ -213,5 +213,5 @@ def _build_reconciler(settings: OperatorSettings) -> Reconciler:
         )
 
     fleet = Fleet(client_for, PollPolicy(settings.fast_poll_seconds, settings.slow_poll_seconds))
-    kube = KubeApi(load_api_client(), max_in_flight=settings.max_concurrent_requests)
+    kube = KubeApi(load_configuration(), max_in_flight=settings.max_concurrent_requests)
     return Reconciler(kube, fleet, settings, metrics)

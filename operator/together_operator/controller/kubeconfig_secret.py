@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from together_operator.controller.credentials import KUBECONFIG_ROLE, ROLE_LABEL
-from together_operator.controller.kube import KubeApi
+from together_operator.controller.kube import KubeApi, Secret
 from together_operator.controller.objects import EventFn, Owner, SecretMemory
 from together_operator.gpucluster.plan import Stall
 from together_operator.gpucluster.reasons import Reason
@@ -69,9 +69,9 @@ def secret_manifest(owner: Owner, secret_name: str, kubeconfig: str) -> dict[str
     }
 
 
-def owned_by(secret: Any, owner: Owner) -> bool:
-    references = secret.metadata.owner_references or []
-    return any(ref.uid == owner.uid for ref in references)
+def owned_by(secret: Secret, owner: Owner) -> bool:
+    references = (secret.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner.uid for ref in references)
 
 
 async def ensure_kubeconfig_secret(
@@ -91,11 +91,12 @@ async def ensure_kubeconfig_secret(
         return SecretOutcome.WRITTEN
     if not owned_by(existing, owner):
         return SecretOutcome.FOREIGN
-    same_data = (existing.data or {}).get(KUBECONFIG_KEY) == wanted["data"][KUBECONFIG_KEY]
-    labelled = (existing.metadata.labels or {}).get(ROLE_LABEL) == KUBECONFIG_ROLE
+    meta = existing.get("metadata") or {}
+    same_data = (existing.get("data") or {}).get(KUBECONFIG_KEY) == wanted["data"][KUBECONFIG_KEY]
+    labelled = (meta.get("labels") or {}).get(ROLE_LABEL) == KUBECONFIG_ROLE
     if same_data and labelled:  # (older operators did not label it: watched only once it is)
         return SecretOutcome.UNCHANGED
-    wanted["metadata"]["resourceVersion"] = existing.metadata.resource_version
+    wanted["metadata"]["resourceVersion"] = meta.get("resourceVersion")
     await kube.replace_secret(owner.namespace, secret_name, wanted)
     return SecretOutcome.WRITTEN
 

@@ -87,7 +87,7 @@ class Reconciler:
 
     async def close(self) -> None:
         await self.fleet.close()
-        self.kube.close()
+        await self.kube.close()
 
     def memory_of(self, uid: str) -> ObjectMemory:
         """What this process remembers of the GPUCluster ``uid`` (created on first use)."""

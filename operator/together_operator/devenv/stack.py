@@ -38,6 +38,7 @@ from together_operator.devenv.toolchain import (
 )
 
 SUPERVISOR_MODULE = "together_operator.devenv.stack"
+CRD_NAME = "gpuclusters.compute.together.ai"
 ProgressFn = Callable[[str], None]
 
 
@@ -306,18 +307,38 @@ def _install_crd(kubeconfig: Path, log_dir: Path) -> None:
     (log_dir / "crd-apply.log").write_bytes(applied.stdout + applied.stderr)
     if applied.returncode != 0:
         raise DevStackError(f"installing the GPUCluster CRD failed: {applied.stderr.decode()}")
-    subprocess.run(
-        [
-            str(kubectl),
-            f"--kubeconfig={kubeconfig}",
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/gpuclusters.compute.together.ai",
-        ],
-        capture_output=True,
-        check=True,
-    )
+    if not crd_established(kubectl, kubeconfig):
+        raise DevStackError("the GPUCluster CRD was not Established within 60s")
+
+
+def crd_established(
+    kubectl: Path, kubeconfig: Path, name: str = CRD_NAME, timeout: float = 60.0
+) -> bool:
+    """Wait (bounded) until the CRD ``name`` is Established. Not `kubectl wait`: on a CRD
+    the API server has not given conditions yet, it fails at once ("<nil> is of the type
+    <nil>") instead of waiting."""
+    deadline = time.monotonic() + timeout
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+    while True:
+        shown = subprocess.run(
+            [
+                str(kubectl),
+                f"--kubeconfig={kubeconfig}",
+                "get",
+                f"crd/{name}",
+                "-o",
+                f"jsonpath={jsonpath}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if shown.returncode == 0 and shown.stdout.strip() == "True":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 def _start_simulator(

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import json as jsonlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from together_operator.together.models import (
     RegionListResponse,
     UnreadableCluster,
 )
+from together_operator.together.wire import WireModel
 
 DEFAULT_BASE_URL = "https://api.together.ai"
 ALL_INSTANCES: Final = "-"  # the contract's wildcard instance: every node of the cluster
@@ -109,6 +111,28 @@ def _parse(model: type[Model], body: Any) -> Model:
         raise InvalidResponse(
             f"Together's answer does not fit {model.__name__} (at {where})"
         ) from None
+
+
+class _ReadableListing(WireModel):
+    """A List whose every entry fits: the fast path, validated straight from the bytes."""
+
+    clusters: list[GPUClusterInfo]
+
+
+def _read_listing_bytes(content: bytes, operation: str) -> ClusterListing:
+    """Validate a List straight from its bytes (no tree of dicts beside the models: a List of
+    a thousand clusters is megabytes of JSON); an entry that does not fit sends the whole
+    answer to the tolerant, entry-by-entry reading."""
+    try:
+        return ClusterListing(clusters=_ReadableListing.model_validate_json(content).clusters)
+    except ValidationError:
+        pass
+    try:
+        body = jsonlib.loads(content)
+    except ValueError:
+        reason = "unreadable answer from Together (HTTP 200)"
+        raise ServerError(reason, operation=operation) from None
+    return _read_listing(body)
 
 
 def _read_listing(body: Any) -> ClusterListing:
@@ -217,8 +241,9 @@ class TogetherClient:
         The answer is read in a worker thread, so that a List of a thousand clusters does not
         hold up the event loop."""
         params = {"projectId": project_id} if project_id else None
-        body = await self._call(operations.LIST_CLUSTERS, params=params)
-        return await asyncio.to_thread(_read_listing, body)
+        operation = operations.LIST_CLUSTERS
+        content = await self._call(operation, params=params, raw=True)
+        return await asyncio.to_thread(_read_listing_bytes, content, operation.id)
 
     async def get_cluster(self, cluster_id: str) -> GPUClusterInfo:
         body = await self._call(operations.GET_CLUSTER, cluster_id=cluster_id)
@@ -359,13 +384,15 @@ class TogetherClient:
         idempotent: bool = True,
         params: QueryParams | None = None,
         json: Any = None,
+        raw: bool = False,
         **path_parameters: str,
     ) -> Any:
+        """The decoded answer (with ``raw``, its bytes), retried as the error allows."""
         backoff = Backoff(self._retry.backoff)
         while True:
             try:
                 return await self._exchange(
-                    operation, operation.url(**path_parameters), idempotent, params, json
+                    operation, operation.url(**path_parameters), idempotent, params, json, raw
                 )
             except TogetherError as error:
                 retry_after = error.retry_after if isinstance(error, RetryLater) else None
@@ -382,9 +409,10 @@ class TogetherClient:
         idempotent: bool,
         params: QueryParams | None,
         json: Any,
+        raw: bool,
     ) -> Any:
         async with self._in_flight or contextlib.nullcontext():
-            return await self._exchange_now(operation, path, idempotent, params, json)
+            return await self._exchange_now(operation, path, idempotent, params, json, raw)
 
     async def _exchange_now(
         self,
@@ -393,6 +421,7 @@ class TogetherClient:
         idempotent: bool,
         params: QueryParams | None,
         json: Any,
+        raw: bool = False,
     ) -> Any:
         started = time.monotonic()
         name = operation.id
@@ -410,6 +439,8 @@ class TogetherClient:
             raise TransportError(reason, operation=name) from None
         self._observe(name, response.status_code, started)
         if response.is_success:
+            if raw:
+                return response.content
             try:
                 return response.json()
             except ValueError:
