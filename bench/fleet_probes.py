@@ -121,7 +121,7 @@ def gpucluster_requests(kube: Kube) -> dict[str, float]:
     return counts
 
 
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
 
 
 def writes_by_resource(kube: Kube) -> dict[str, float]:
